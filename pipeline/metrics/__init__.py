@@ -1,0 +1,6 @@
+"""Prometheus metrics, built on a registry object passed in (never the global one)."""
+
+from pipeline.metrics.scorer import ScorerMetrics
+from pipeline.metrics.server import MetricsServer
+
+__all__ = ["MetricsServer", "ScorerMetrics"]
