@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     )
     partitions: int = Field(6, ge=1, le=1000, description="Partitions of the high-volume topics.")
     replication_factor: int = Field(1, ge=1, le=10)
-    topics: TopicNames = Field(default_factory=TopicNames)
+    topics: TopicNames = Field(default_factory=lambda: TopicNames())
 
     # --- local broker ------------------------------------------------------
     cache_dir: Path = Field(
@@ -105,7 +105,7 @@ class Settings(BaseSettings):
     registry_dir: Path = Field(REPO_ROOT / "models", description="Model registry directory.")
     schemas_dir: Path = Field(REPO_ROOT / "schemas", description="Avro schemas directory.")
     label_delay_days: int = Field(7, ge=0, le=365, description="Days until a label is known.")
-    policy: PolicySettings = Field(default_factory=PolicySettings)
+    policy: PolicySettings = Field(default_factory=lambda: PolicySettings())
 
     # --- observability -----------------------------------------------------
     metrics_host: str = "127.0.0.1"
