@@ -1,0 +1,191 @@
+"""Transactions as columns: the scorer's hot path.
+
+``decode_columns`` turns a batch of payloads into numpy arrays of the five core
+fields, plus the input positions of the good rows and the failures. It gives
+exactly what record-by-record decoding gives, without a dict per row where it
+can avoid one.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from fastavro import schemaless_writer
+
+from pipeline.serde.codec import RecordCodec
+from pipeline.serde.constraints import check_transaction_columns, explain_transaction_row
+from pipeline.serde.errors import INVALID_VALUE, DecodeError, EncodeError, RecordError
+from pipeline.serde.vectorized import FlatBatch, Layout, flat_layout
+
+COLUMNS = ("transaction_id", "timestamp", "card_id", "terminal_id", "amount")
+_KIND = dict.fromkeys(COLUMNS[:4], "long") | {"amount": "double"}
+
+Int64Array = npt.NDArray[np.int64]
+Float64Array = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class TransactionColumns:
+    """Good rows of a batch as columns; ``indices[i]`` is row i's position in the input."""
+
+    transaction_id: Int64Array
+    timestamp: Int64Array
+    card_id: Int64Array
+    terminal_id: Int64Array
+    amount: Float64Array
+    indices: Int64Array
+    errors: list[RecordError] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+class TransactionCodec(RecordCodec):
+    """Record codec for ``Transaction`` with columnar decode and encode."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._layouts: dict[int, Layout | None] = {}
+
+    def decode_columns(self, payloads: Sequence[bytes]) -> TransactionColumns:
+        """Decode a batch into columns; bad payloads become errors, never exceptions.
+
+        Frames of the current schema are read for the whole batch at once with
+        numpy; JSON, older schema versions and anything doubtful go through the
+        record decoder. The result is the same as :meth:`decode_batch`'s.
+        """
+        size = len(payloads)
+        ints = [np.zeros(size, np.int64) for _ in range(4)]
+        amount = np.zeros(size, np.float64)
+        good = np.zeros(size, np.bool_)
+        if size:
+            self._decode_fast(payloads, ints, amount, good)
+        errors: list[RecordError] = []
+        transaction_id, timestamp, card_id, terminal_id = ints
+        decode = self._decode_unchecked
+        for index in np.flatnonzero(~good).tolist():
+            payload = payloads[index]
+            try:
+                record = decode(payload)
+            except DecodeError as exc:
+                errors.append(RecordError(index, payload, exc.reason, exc.message))
+                continue
+            transaction_id[index] = record["transaction_id"]
+            timestamp[index] = record["timestamp"]
+            card_id[index] = record["card_id"]
+            terminal_id[index] = record["terminal_id"]
+            amount[index] = record["amount"]
+            good[index] = True
+        indices = np.flatnonzero(good).astype(np.int64)
+        return self._validated(
+            [column[indices] for column in ints], amount[indices], indices, errors, payloads
+        )
+
+    def _decode_fast(
+        self,
+        payloads: Sequence[bytes],
+        ints: list[Int64Array],
+        amount: Float64Array,
+        good: npt.NDArray[np.bool_],
+    ) -> None:
+        batch = FlatBatch(payloads)
+        ids = batch.schema_ids()
+        for schema_id in np.unique(ids[ids >= 0]).tolist():
+            layout = self._fast_layout(schema_id)
+            if layout is None:
+                continue
+            rows = np.flatnonzero(ids == schema_id)
+            values, ok = batch.read(layout, rows, COLUMNS)
+            chosen = rows[ok]
+            for column, name in zip(ints, COLUMNS[:4], strict=True):
+                column[chosen] = values[name][ok]
+            amount[chosen] = values["amount"][ok]
+            good[chosen] = True
+
+    def _fast_layout(self, schema_id: int) -> Layout | None:
+        """The flat layout of a writer schema identical to the reader's, else ``None``."""
+        if schema_id in self._layouts:
+            return self._layouts[schema_id]
+        writer = self._ids.writer_schema(schema_id)
+        layout = None
+        if writer is not None and writer.canonical == self.reader.canonical:
+            layout = flat_layout(writer.parsed)
+            kinds = {name: (kind, nullable) for name, kind, nullable in layout or ()}
+            if any(kinds.get(name) != (_KIND[name], False) for name in COLUMNS):
+                layout = None
+        self._layouts[schema_id] = layout
+        return layout
+
+    def encode_columns(
+        self,
+        transaction_id: npt.ArrayLike,
+        timestamp: npt.ArrayLike,
+        card_id: npt.ArrayLike,
+        terminal_id: npt.ArrayLike,
+        amount: npt.ArrayLike,
+    ) -> list[bytes]:
+        """Framed payloads from equal-length columns (other fields take their defaults)."""
+        header = self._frame_header()
+        schema = self.writer.parsed
+        lists = [
+            np.asarray(transaction_id, np.int64).tolist(),
+            np.asarray(timestamp, np.int64).tolist(),
+            np.asarray(card_id, np.int64).tolist(),
+            np.asarray(terminal_id, np.int64).tolist(),
+            np.asarray(amount, np.float64).tolist(),
+        ]
+        if len({len(column) for column in lists}) > 1:
+            raise EncodeError("columns differ in length")
+        out: list[bytes] = []
+        buffer = io.BytesIO()
+        record: dict[str, object] = {}
+        for values in zip(*lists, strict=True):
+            record.update(zip(COLUMNS, values, strict=True))
+            buffer.seek(0)
+            buffer.truncate()
+            buffer.write(header)
+            try:
+                schemaless_writer(buffer, schema, record)
+            except Exception as exc:  # fastavro raises several unrelated types
+                raise EncodeError(f"transaction row {len(out)} does not fit: {exc}") from exc
+            out.append(buffer.getvalue())
+        return out
+
+    def _validated(
+        self,
+        ints: list[Int64Array],
+        amount: Float64Array,
+        indices: Int64Array,
+        errors: list[RecordError],
+        payloads: Sequence[bytes],
+    ) -> TransactionColumns:
+        transaction_id, timestamp, card_id, terminal_id = ints
+        bad = check_transaction_columns(
+            transaction_id, timestamp, card_id, terminal_id, amount, self.limits
+        )
+        if bad.any():
+            for row in np.flatnonzero(bad).tolist():
+                index = int(indices[row])
+                message = explain_transaction_row(
+                    int(transaction_id[row]),
+                    int(card_id[row]),
+                    int(terminal_id[row]),
+                    int(timestamp[row]),
+                    float(amount[row]),
+                    self.limits,
+                )
+                errors.append(RecordError(index, payloads[index], INVALID_VALUE, message))
+            errors.sort(key=lambda error: error.index)
+            keep = ~bad
+            transaction_id, timestamp, card_id, terminal_id = (
+                column[keep] for column in (transaction_id, timestamp, card_id, terminal_id)
+            )
+            amount, indices = amount[keep], indices[keep]
+        return TransactionColumns(
+            transaction_id, timestamp, card_id, terminal_id, amount, indices, errors
+        )
