@@ -29,6 +29,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "evaluate": ("pipeline.cli.evaluate", "evaluate", "Evaluate with the handbook's protocols."),
     "backtest": ("pipeline.cli.backtest", "backtest", "Replay history through models; HTML report."),
     "models": ("pipeline.cli.models", "models", "Inspect and manage the model registry."),
+    "replay": ("pipeline.cli.replay", "replay", "Produce a data file to Kafka, optionally paced."),
+    "score": ("pipeline.cli.score", "score", "Run one streaming scorer worker."),
+    "alerts": ("pipeline.cli.alerts", "alerts", "Tail the fraud-alerts topic, human-readable."),
 }
 
 

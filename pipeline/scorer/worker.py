@@ -1,0 +1,514 @@
+"""One scorer worker: consume a batch, decide every transaction, produce, commit.
+
+Per batch: decode (Avro or JSON; bad records to the dead-letter topic), update
+the per-card state of each source partition and build the feature matrix, join
+terminal features, score with one ``inplace_predict``, decide, explain flagged
+rows, produce one Decision per transaction and an Alert per flagged one.
+
+Delivery: at-least-once commits input offsets only after every output of the
+batches before them is acknowledged. Exactly-once wraps outputs and offsets in
+one Kafka transaction per commit interval.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+
+from pipeline.errors import FraudError
+from pipeline.features import FEATURE_NAMES, CardStateStore, TerminalPrimitives, describe
+from pipeline.metrics import ScorerMetrics
+from pipeline.policy import ACTIONS, DecisionPolicy
+from pipeline.registry import ModelRegistry, RegistryError
+from pipeline.scorer.config import ScorerConfig
+from pipeline.scorer.outputs import BatchRows, alert_records, encode_decisions
+from pipeline.scoring import ScoringEngine, ServingModel
+from pipeline.serde import Serde, dlq_headers
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class ScorerError(FraudError):
+    """The scorer cannot start or go on (not bad input: that is dead-lettered)."""
+
+
+class TerminalSource(Protocol):
+    """Where delayed terminal aggregates come from (a global table)."""
+
+    def poll(self) -> None: ...
+
+    def primitives(self, terminal_id: np.ndarray, ts_ms: np.ndarray) -> TerminalPrimitives | None: ...
+
+
+@dataclass
+class RunSummary:
+    """What one run of the loop did."""
+
+    consumed: int = 0
+    decided: int = 0
+    alerts: int = 0
+    dead_lettered: int = 0
+    batches: int = 0
+    model_swaps: int = 0
+    model_refusals: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class ScorerWorker:
+    """A member of the scorer consumer group."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        config: ScorerConfig | None = None,
+        *,
+        registry: ModelRegistry | None = None,
+        metrics: ScorerMetrics | None = None,
+        terminal_source: TerminalSource | None = None,
+        serde: Serde | None = None,
+    ) -> None:
+        self.settings = settings
+        self.config = config or ScorerConfig()
+        self.registry = registry or ModelRegistry(settings.registry_dir)
+        self.metrics = metrics or ScorerMetrics()
+        self.terminal_source = terminal_source
+        self.serde = serde or Serde.from_settings(settings)
+        self.tx_codec = self.serde.transactions()
+        self.decision_codec = self.serde.codec("Decision")
+        self.alert_codec = self.serde.codec("Alert")
+        self.control_codec = self.serde.codec("ModelControl")
+        self.policy = DecisionPolicy(
+            settings.policy.review_threshold, settings.policy.decline_threshold
+        )
+        self.topics = settings.topics
+        self.summary = RunSummary()
+        self.states: dict[int, CardStateStore] = {}
+        self.engine: ScoringEngine | None = None
+        self._control_generation = -1
+        self._next_offsets: dict[int, int] = {}
+        self._uncommitted_batches = 0
+        self._last_commit = time.monotonic()
+        self._in_transaction = False
+        self._delivery_failed: KafkaError | None = None
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        self._control: Consumer | None = None
+        self._stop = threading.Event()
+
+    # --- lifecycle -------------------------------------------------------------
+    def start(self) -> None:
+        """Load the model, then join the group."""
+        self.engine = ScoringEngine(
+            self._load_model(self.config.model_ref),
+            self.policy,
+            describe,
+            self.settings.policy.max_reasons,
+        )
+        model = self.engine.model
+        self.metrics.model_info.info({"name": model.name, "version": model.version})
+        log.info("scorer %s serving %s:%s", self.config.worker_id, model.name, model.version)
+        self._producer = Producer(self._producer_config())
+        if self.config.exactly_once:
+            try:
+                self._producer.init_transactions(30)
+            except KafkaException as exc:
+                raise ScorerError(f"cannot initialise transactions: {exc}") from exc
+        self._consumer = Consumer(self._consumer_config())
+        self._consumer.subscribe(
+            [self.topics.transactions],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        self._control = Consumer(
+            self.settings.librdkafka_config(
+                **{
+                    "group.id": f"{self.config.group_id}-control-{self.config.worker_id}",
+                    "enable.auto.commit": False,
+                    "isolation.level": "read_committed",
+                }
+            )
+        )
+        self._control.assign([TopicPartition(self.topics.model_control, 0, OFFSET_BEGINNING)])
+
+    def stop(self) -> None:
+        """Ask the loop to finish its batch, commit and leave (thread/signal safe)."""
+        self._stop.set()
+
+    def run(
+        self,
+        *,
+        max_events: int | None = None,
+        idle_timeout_s: float | None = None,
+        until: Callable[[], bool] | None = None,
+    ) -> RunSummary:
+        """Process until stopped, ``max_events`` decided, or idle for ``idle_timeout_s``."""
+        if self._consumer is None:
+            self.start()
+        assert self._consumer is not None
+        began = time.monotonic()
+        last_data = began
+        try:
+            while not self._stop.is_set():
+                self._poll_control()
+                if self.terminal_source is not None:
+                    self.terminal_source.poll()
+                messages = self._consumer.consume(
+                    self.config.batch_size, self.config.poll_timeout_s
+                )
+                if messages:
+                    last_data = time.monotonic()
+                    self._process(messages)
+                self._maybe_commit()
+                handled = self.summary.decided + self.summary.dead_lettered
+                if max_events is not None and handled >= max_events:
+                    break
+                if until is not None and until():
+                    break
+                if idle_timeout_s is not None and time.monotonic() - last_data > idle_timeout_s:
+                    break
+            self._commit()
+        finally:
+            self.summary.seconds += time.monotonic() - began
+        return self.summary
+
+    def close(self) -> None:
+        """Commit what is done, leave the group, release clients."""
+        try:
+            if self._consumer is not None:
+                self._commit()
+                self._consumer.close()
+        finally:
+            if self._producer is not None:
+                self._producer.flush(10)
+            if self._control is not None:
+                self._control.close()
+            self._consumer = self._producer = self._control = None
+
+    # --- the batch ---------------------------------------------------------------
+    def _process(self, messages: list[Message]) -> None:
+        started = time.monotonic()
+        producer = self._producer
+        assert producer is not None and self.engine is not None
+        self._begin_transaction()
+        values: list[bytes] = []
+        kept: list[Message] = []
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    self.metrics.errors.labels(stage="consume").inc()
+                    log.warning("consume error: %s", error)
+                continue
+            value = message.value()
+            kept.append(message)
+            values.append(value if value is not None else b"")
+        if not kept:
+            return
+        self.summary.consumed += len(kept)
+        self.metrics.events_in.inc(len(kept))
+        self.metrics.batch_size.observe(len(kept))
+        for message in kept:
+            self._next_offsets[message.partition() or 0] = (message.offset() or 0) + 1
+
+        columns = self.tx_codec.decode_columns(values)
+        for bad in columns.errors:
+            self._dead_letter(kept[bad.index], bad.reason, bad.message, "decode")
+        if len(columns) == 0:
+            self._uncommitted_batches += 1
+            return
+        indices = columns.indices
+        rows = BatchRows(
+            transaction_id=columns.transaction_id,
+            timestamp=columns.timestamp,
+            card_id=columns.card_id,
+            terminal_id=columns.terminal_id,
+            amount=columns.amount,
+            partition=np.fromiter((kept[i].partition() for i in indices.tolist()), np.int64),
+            offset=np.fromiter((kept[i].offset() for i in indices.tolist()), np.int64),
+        )
+        features = self._features(rows)
+        scored = self.engine.score(features)
+        decided_at = int(time.time() * 1000)
+        processing_ms = (time.monotonic() - started) * 1000.0
+        model = self.engine.model
+        decisions = encode_decisions(
+            self.decision_codec, rows, features, scored, model, decided_at, processing_ms
+        )
+        topic = self.topics.decisions
+        for payload, i in zip(decisions, indices.tolist(), strict=True):
+            self._produce(topic, kept[i].key(), payload)
+        alerts = alert_records(rows, scored, model, decided_at)
+        if alerts:
+            payloads = self.alert_codec.encode_batch(record for _, record in alerts)
+            for (row, _), payload in zip(alerts, payloads, strict=True):
+                self._produce(self.topics.alerts, kept[int(indices[row])].key(), payload)
+        producer.poll(0)
+
+        n = len(indices)
+        self.summary.decided += n
+        self.summary.alerts += len(alerts)
+        self.summary.batches += 1
+        self._uncommitted_batches += 1
+        self.metrics.events_out.inc(n)
+        self.metrics.alerts.inc(len(alerts))
+        counts = np.bincount(scored.actions, minlength=len(ACTIONS))
+        for code, count in enumerate(counts.tolist()):
+            if count:
+                self.metrics.decisions.labels(action=ACTIONS[code]).inc(count)
+        self.metrics.processing_seconds.observe(time.monotonic() - started)
+        now_ms = time.time() * 1000.0
+        for i in indices[:: self.config.latency_sample_every].tolist():
+            produced_ms = kept[i].timestamp()[1]
+            if produced_ms > 0:
+                self.metrics.end_to_end_seconds.observe(max(now_ms - produced_ms, 0.0) / 1000.0)
+
+    def _features(self, rows: BatchRows) -> np.ndarray:
+        matrix = np.empty((len(rows.card_id), len(FEATURE_NAMES)), dtype=np.float32)
+        terminal = None
+        if self.terminal_source is not None:
+            terminal = self.terminal_source.primitives(rows.terminal_id, rows.timestamp)
+        for partition in np.unique(rows.partition).tolist():
+            where = np.flatnonzero(rows.partition == partition)
+            state = self.states.get(partition)
+            if state is None:
+                state = self.states[partition] = CardStateStore()
+            part_terminal = _take_terminal(terminal, where) if terminal is not None else None
+            matrix[where] = state.features(
+                rows.card_id[where], rows.timestamp[where], rows.amount[where], part_terminal
+            )
+        self.metrics.state_cards.set(sum(len(s) for s in self.states.values()))
+        return matrix
+
+    def _dead_letter(self, message: Message, reason: str, detail: str, stage: str) -> None:
+        headers = dlq_headers(
+            reason,
+            detail,
+            stage=stage,
+            topic=message.topic() or "",
+            partition=message.partition() or 0,
+            offset=message.offset() or 0,
+            failed_at_ms=int(time.time() * 1000),
+            worker=self.config.worker_id,
+            source_timestamp_ms=message.timestamp()[1],
+        )
+        self._produce(self.topics.dlq, message.key(), message.value() or b"", headers)
+        self.summary.dead_lettered += 1
+        self.metrics.dead_letters.labels(reason=reason).inc()
+
+    def _produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: Any = None,
+    ) -> None:
+        producer = self._producer
+        assert producer is not None
+        while True:
+            try:
+                producer.produce(topic, value, key, headers=headers, on_delivery=self._delivered)
+                return
+            except BufferError:
+                producer.poll(0.05)
+
+    def _delivered(self, error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            self.metrics.errors.labels(stage="produce").inc()
+            log.error("delivery to %s failed: %s", message.topic(), error)
+            self._delivery_failed = error
+
+    # --- commits -------------------------------------------------------------
+    def _maybe_commit(self) -> None:
+        due = time.monotonic() - self._last_commit >= self.config.commit_interval_s
+        if self._uncommitted_batches and (
+            due or self._uncommitted_batches >= self.config.commit_max_batches
+        ):
+            self._commit()
+
+    def _begin_transaction(self) -> None:
+        if self.config.exactly_once and not self._in_transaction:
+            assert self._producer is not None
+            self._producer.begin_transaction()
+            self._in_transaction = True
+
+    def _commit(self) -> None:
+        """Make everything processed so far durable, offsets included."""
+        consumer, producer = self._consumer, self._producer
+        if consumer is None or producer is None:
+            return
+        offsets = [
+            TopicPartition(self.topics.transactions, partition, offset)
+            for partition, offset in self._next_offsets.items()
+        ]
+        if self.config.exactly_once:
+            if self._in_transaction:
+                if offsets:
+                    producer.send_offsets_to_transaction(
+                        offsets, consumer.consumer_group_metadata(), 30
+                    )
+                producer.commit_transaction(60)
+                self._in_transaction = False
+        else:
+            self._delivery_failed = None
+            remaining = producer.flush(30)
+            if remaining or self._delivery_failed is not None:
+                raise ScorerError(
+                    f"outputs not acknowledged ({remaining} pending, "
+                    f"error: {self._delivery_failed}); offsets not committed"
+                )
+            if offsets:
+                consumer.commit(offsets=offsets, asynchronous=False)
+        self._next_offsets.clear()
+        self._uncommitted_batches = 0
+        self._last_commit = time.monotonic()
+
+    # --- rebalancing ---------------------------------------------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self.states.setdefault(tp.partition, CardStateStore())
+        self.metrics.assigned_partitions.set(len(self.states))
+        log.info("assigned %s", sorted(tp.partition for tp in partitions))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._commit()
+        for tp in partitions:
+            self.states.pop(tp.partition, None)
+        self.metrics.assigned_partitions.set(len(self.states))
+        log.info("revoked %s", sorted(tp.partition for tp in partitions))
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self.states.pop(tp.partition, None)
+            self._next_offsets.pop(tp.partition, None)
+        self.metrics.assigned_partitions.set(len(self.states))
+        log.warning("lost %s", sorted(tp.partition for tp in partitions))
+
+    # --- live model swap -------------------------------------------------------------
+    def _load_model(self, ref: str) -> ServingModel:
+        try:
+            loaded = self.registry.load(ref, expected_features=FEATURE_NAMES)
+        except RegistryError as exc:
+            raise ScorerError(f"cannot serve model {ref!r}: {exc}") from exc
+        return ServingModel.from_loaded(loaded)
+
+    def _poll_control(self) -> None:
+        control = self._control
+        if control is None or self.engine is None:
+            return
+        message = control.poll(0)
+        while message is not None:
+            value = message.value()
+            if message.error() is None and value:
+                self._apply_control(value)
+            message = control.poll(0)
+
+    def _apply_control(self, payload: bytes) -> None:
+        assert self.engine is not None
+        try:
+            record = self.control_codec.decode(payload)
+        except FraudError as exc:
+            self._refuse("bad_control_record", str(exc))
+            return
+        if record["model_name"] != self.engine.model.name:
+            return
+        generation = int(record.get("generation", 0))
+        if generation and generation <= self._control_generation:
+            return
+        self._control_generation = generation
+        version = str(record["champion_version"])
+        if version == self.engine.model.version:
+            return
+        try:
+            model = self._load_model(version)
+        except ScorerError as exc:
+            self._refuse("load_failed", str(exc))
+            return
+        self._commit()  # decisions before the swap are committed under the old model
+        self.engine = self.engine.with_model(model)
+        self.summary.model_swaps += 1
+        self.metrics.model_swaps.inc()
+        self.metrics.model_info.info({"name": model.name, "version": model.version})
+        log.info("switched to model %s:%s", model.name, model.version)
+
+    def _refuse(self, reason: str, detail: str) -> None:
+        self.summary.model_refusals += 1
+        self.metrics.model_refusals.labels(reason=reason).inc()
+        log.error(
+            "model change refused (%s): %s; still serving %s",
+            reason,
+            detail,
+            self.engine.model.version if self.engine else "nothing",
+        )
+
+    # --- client configuration ---------------------------------------------------------
+    def _consumer_config(self) -> dict[str, Any]:
+        return self.settings.librdkafka_config(
+            **{
+                "group.id": self.config.group_id,
+                "client.id": f"scorer-{self.config.worker_id}",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+                "partition.assignment.strategy": "cooperative-sticky",
+                "fetch.min.bytes": 1,
+                "fetch.wait.max.ms": 10,
+                "queued.min.messages": 20000,
+                "statistics.interval.ms": 5000,
+                "stats_cb": self._on_stats,
+            }
+        )
+
+    def _producer_config(self) -> dict[str, Any]:
+        overrides: dict[str, Any] = {
+            "client.id": f"scorer-{self.config.worker_id}",
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "batch.size": 1_000_000,
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 500_000,
+        }
+        if self.config.exactly_once:
+            overrides["transactional.id"] = self.config.effective_transactional_id
+            overrides["transaction.timeout.ms"] = 60_000
+        return self.settings.librdkafka_config(**overrides)
+
+    def _on_stats(self, raw: str) -> None:
+        try:
+            stats = json.loads(raw)
+            partitions = stats["topics"][self.topics.transactions]["partitions"]
+        except (KeyError, ValueError, TypeError):
+            return
+        for name, info in partitions.items():
+            lag = info.get("consumer_lag", -1)
+            if name != "-1" and isinstance(lag, int) and lag >= 0:
+                self.metrics.consumer_lag.labels(partition=name).set(lag)
+
+
+def _take_terminal(terminal: TerminalPrimitives, where: np.ndarray) -> TerminalPrimitives:
+    return TerminalPrimitives(
+        {w: c[where] for w, c in terminal.count.items()},
+        {w: f[where] for w, f in terminal.frauds.items()},
+        terminal.known_fraud_age_ms[where],
+    )
