@@ -33,6 +33,16 @@ def _registry_options(function: F) -> F:
     )(function)
 
 
+def _announce_option(function: F) -> F:
+    return click.option(
+        "--announce/--no-announce",
+        "announce_change",
+        default=True,
+        show_default=True,
+        help="Publish the new state on the model-control topic so running scorers switch.",
+    )(function)
+
+
 def _open(registry_dir: Path | None, name: str, ref: str | None = None) -> ModelRegistry:
     settings = load_settings(registry_dir=registry_dir)
     qualified = parse_ref(ref).name if ref is not None else None
@@ -120,7 +130,10 @@ def show(ref: str, registry_dir: Path | None, name: str) -> None:
     help="Which alias to point at REF.",
 )
 @click.option("--reason", default="", help="Why; recorded in the alias history.")
-def promote(ref: str, registry_dir: Path | None, name: str, alias: str, reason: str) -> None:
+@_announce_option
+def promote(
+    ref: str, registry_dir: Path | None, name: str, alias: str, reason: str, announce_change: bool
+) -> None:
     """Point an alias at REF after checking its artifact's sha256.
 
     The old champion is remembered for rollback; promoting the challenger to
@@ -135,19 +148,25 @@ def promote(ref: str, registry_dir: Path | None, name: str, alias: str, reason: 
     update = registry.promote(ref, alias=cast(Alias, alias), reason=reason)
     label = version_label(update.state.get(cast(Alias, alias)))
     _report(update, f"{registry.name} {alias} already points at {label}; nothing changed")
+    _announce(update, registry_dir, announce_change, reason)
 
 
 @models.command()
 @_registry_options
 @click.option("--reason", default="", help="Why; recorded in the alias history.")
-def rollback(registry_dir: Path | None, name: str, reason: str) -> None:
+@_announce_option
+def rollback(registry_dir: Path | None, name: str, reason: str, announce_change: bool) -> None:
     """Restore the previous champion; run again to go further back.
+
+    Running scorers switch back between two batches (via the model-control topic).
 
     \b
     Example:
       fraud models rollback --reason "false positives doubled after v5"
     """
-    _report(_open(registry_dir, name).rollback(reason=reason), "nothing changed")
+    update = _open(registry_dir, name).rollback(reason=reason)
+    _report(update, "nothing changed")
+    _announce(update, registry_dir, announce_change, reason)
 
 
 @models.command()
@@ -161,6 +180,22 @@ def history(registry_dir: Path | None, name: str) -> None:
     """
     for event in _open(registry_dir, name).history():
         click.echo(json.dumps(event.to_json()))
+
+
+def _announce(
+    update: AliasUpdate, registry_dir: Path | None, enabled: bool, reason: str
+) -> None:
+    """Tell running scorers (model-control topic) about a changed champion."""
+    if not enabled or not update.changed:
+        return
+    from pipeline.control import announce
+
+    settings = load_settings(registry_dir=registry_dir)
+    record = announce(settings, update.name, update.state, reason)
+    click.echo(
+        f"announced {update.name} champion {record['champion_version']} on "
+        f"{settings.topics.model_control}"
+    )
 
 
 def _report(update: AliasUpdate, unchanged: str) -> None:
