@@ -5,6 +5,7 @@ Usage::
     serde = Serde.from_settings(settings)
     payloads = serde.codec("Decision").encode_batch(decisions)
     columns = serde.transactions().decode_columns(values)  # numpy columns + errors
+    payloads = encode_decisions(..., schema_id=schema_id_for(serde.codec("Decision")))
 
 Wire format: magic byte 0, 4-byte big-endian schema id, schemaless Avro body.
 Ids come from a Schema Registry (subject = record full name) or from
@@ -36,6 +37,12 @@ from pipeline.serde.errors import (
     SerdeError,
 )
 from pipeline.serde.factory import Serde
+from pipeline.serde.fast_encode import (
+    encode_decisions,
+    encode_labels,
+    encode_transactions,
+    schema_id_for,
+)
 from pipeline.serde.framing import HEADER_SIZE, MAGIC_BYTE, frame_header, read_schema_id
 from pipeline.serde.ids import LocalSchemaIds, RegistrySchemaIds, SchemaIds
 
@@ -70,6 +77,10 @@ __all__ = [
     "TransactionCodec",
     "TransactionColumns",
     "dlq_headers",
+    "encode_decisions",
+    "encode_labels",
+    "encode_transactions",
     "frame_header",
     "read_schema_id",
+    "schema_id_for",
 ]
