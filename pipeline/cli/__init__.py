@@ -32,6 +32,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "replay": ("pipeline.cli.replay", "replay", "Produce a data file to Kafka, optionally paced."),
     "score": ("pipeline.cli.score", "score", "Run one streaming scorer worker."),
     "alerts": ("pipeline.cli.alerts", "alerts", "Tail the fraud-alerts topic, human-readable."),
+    "terminal-features": (
+        "pipeline.cli.terminal_features",
+        "terminal_features",
+        "Publish delayed per-terminal aggregates (nearline job).",
+    ),
 }
 
 
@@ -89,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: run the CLI, turning expected failures into one-line errors."""
     args = list(sys.argv[1:] if argv is None else argv)
     try:
-        cli.main(args=args, prog_name="fraud", standalone_mode=False)
+        code = cli.main(args=args, prog_name="fraud", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("fraud: aborted", err=True)
         sys.exit(130)
@@ -110,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(0)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def _one_line(message: Any) -> str:

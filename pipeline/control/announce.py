@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaException
 
 from pipeline.errors import FraudError
+from pipeline.kafka import make_producer
 from pipeline.registry import AliasState
 from pipeline.registry.refs import version_label
 from pipeline.serde import Serde
@@ -47,7 +48,7 @@ def announce(
     """Write the state, keyed by model name, and wait for the broker's ack."""
     record = control_record(name, state, reason)
     payload = Serde.from_settings(settings).codec("ModelControl").encode(record)
-    producer = Producer(settings.librdkafka_config(**{"acks": "all", "enable.idempotence": True}))
+    producer = make_producer(settings, **{"linger.ms": 0})
     failures: list[str] = []
 
     def delivered(error: Any, _message: Any) -> None:

@@ -33,6 +33,7 @@ from confluent_kafka import (
 
 from pipeline.errors import FraudError
 from pipeline.features import FEATURE_NAMES, CardStateStore, TerminalPrimitives, describe
+from pipeline.kafka import make_producer
 from pipeline.metrics import ScorerMetrics
 from pipeline.policy import ACTIONS, DecisionPolicy
 from pipeline.registry import ModelRegistry, RegistryError
@@ -69,6 +70,14 @@ class RunSummary:
     model_swaps: int = 0
     model_refusals: int = 0
     seconds: float = 0.0
+    first_batch_at: float = 0.0
+    last_batch_at: float = 0.0
+
+    @property
+    def events_per_s(self) -> float:
+        """Decisions per second between the first and the last batch."""
+        span = self.last_batch_at - self.first_batch_at
+        return self.decided / span if span > 0 else 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -127,7 +136,7 @@ class ScorerWorker:
         model = self.engine.model
         self.metrics.model_info.info({"name": model.name, "version": model.version})
         log.info("scorer %s serving %s:%s", self.config.worker_id, model.name, model.version)
-        self._producer = Producer(self._producer_config())
+        self._producer = make_producer(self.settings, **self._producer_config())
         if self.config.exactly_once:
             try:
                 self._producer.init_transactions(30)
@@ -178,7 +187,10 @@ class ScorerWorker:
                 )
                 if messages:
                     last_data = time.monotonic()
+                    if not self.summary.first_batch_at:
+                        self.summary.first_batch_at = last_data
                     self._process(messages)
+                    self.summary.last_batch_at = time.monotonic()
                 self._maybe_commit()
                 handled = self.summary.decided + self.summary.dead_lettered
                 if max_events is not None and handled >= max_events:
@@ -492,7 +504,7 @@ class ScorerWorker:
         if self.config.exactly_once:
             overrides["transactional.id"] = self.config.effective_transactional_id
             overrides["transaction.timeout.ms"] = 60_000
-        return self.settings.librdkafka_config(**overrides)
+        return overrides
 
     def _on_stats(self, raw: str) -> None:
         try:

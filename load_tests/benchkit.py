@@ -1,0 +1,169 @@
+"""Shared set-up of the benchmarks: a broker, a champion model, topics, input data.
+
+Every benchmark reports ratios against a baseline measured in the same run,
+because this machine is shared and noisy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from pipeline.settings import Settings, load_settings  # noqa: E402
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def broker() -> Iterator[str]:
+    """``KAFKA_BOOTSTRAP_SERVERS`` if set, else a local broker on free ports (torn down after)."""
+    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or os.environ.get(
+        "FRAUD_KAFKA_BOOTSTRAP_SERVERS"
+    )
+    if configured:
+        yield configured
+        return
+    from pipeline.localkafka import ClusterSpec, LocalCluster, find_free_port_block
+
+    settings = load_settings()
+    with tempfile.TemporaryDirectory(prefix="fraud-bench-") as run_root:
+        spec = ClusterSpec(
+            cache_dir=settings.cache_dir,
+            run_root=Path(run_root),
+            name="bench",
+            brokers=1,
+            base_port=find_free_port_block(2),
+        )
+        cluster = LocalCluster(spec)
+        log(f"starting a local broker on {cluster.bootstrap_servers}")
+        cluster.up(timeout_s=120)
+        try:
+            yield cluster.bootstrap_servers
+        finally:
+            cluster.down()
+
+
+def create_topics(settings: Settings, names: dict[str, int]) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient(settings.librdkafka_config())
+    futures = admin.create_topics([NewTopic(name, partitions, 1) for name, partitions in names.items()])
+    for future in futures.values():
+        future.result(30)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def simulated(days: int, customers: int = 5000, terminals: int = 10000, seed: int = 11) -> pd.DataFrame:
+    from pipeline.data.simulator import SimulatorConfig, simulate
+
+    return simulate(
+        SimulatorConfig(n_customers=customers, n_terminals=terminals, n_days=days, seed=seed)
+    )
+
+
+def register_champion(frame: pd.DataFrame, registry_dir: Path, train_days: int = 21) -> str:
+    """Train with the product's default parameters on the first days; register as champion."""
+    from pipeline.features import FEATURE_NAMES, FEATURE_SET_VERSION, feature_matrix
+    from pipeline.model.params import DEFAULT_PARAMS
+    from pipeline.model.training import train_booster
+    from pipeline.registry import ModelRegistry
+
+    features = feature_matrix(frame)
+    days = (frame["timestamp"] - frame["timestamp"].min()).dt.days.to_numpy()
+    train = days < train_days
+    booster = train_booster(
+        features[train], frame["is_fraud"].to_numpy()[train], FEATURE_NAMES, DEFAULT_PARAMS
+    )
+    registry = ModelRegistry(registry_dir)
+    version = registry.register(
+        booster,
+        features=FEATURE_NAMES,
+        params=DEFAULT_PARAMS.to_dict(),
+        data_range=(str(frame["timestamp"].min()), str(frame["timestamp"][train].max())),
+        metrics={},
+        feature_set_version=FEATURE_SET_VERSION,
+        alias="champion",
+    )
+    return version.label
+
+
+def produce_transactions(settings: Settings, topic: str, frame: pd.DataFrame) -> list[bytes]:
+    """Avro-encode and produce the frame keyed by card; returns the payloads."""
+    from confluent_kafka import Producer
+
+    from pipeline.data.io import timestamps_ms
+    from pipeline.serde import Serde
+
+    codec = Serde.from_settings(settings).transactions()
+    payloads = codec.encode_columns(
+        frame["transaction_id"], timestamps_ms(frame), frame["card_id"], frame["terminal_id"],
+        frame["amount"],
+    )
+    keys = [str(card).encode() for card in frame["card_id"].tolist()]
+    producer = Producer(
+        settings.librdkafka_config(
+            **{"linger.ms": 5, "compression.type": "lz4", "partitioner": "murmur2_random", "batch.size": 1_000_000,
+               "queue.buffering.max.messages": 1_000_000}
+        )
+    )
+    for key, payload in zip(keys, payloads, strict=True):
+        while True:
+            try:
+                producer.produce(topic, payload, key)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    if producer.flush(60):
+        raise RuntimeError("could not produce the benchmark input")
+    return payloads
+
+
+def count_messages(settings: Settings, topic: str, expected: int, timeout_s: float = 60.0) -> int:
+    """Records readable (read_committed) on a topic, waiting up to ``timeout_s`` for ``expected``."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        settings.librdkafka_config(
+            **{"group.id": unique("count"), "auto.offset.reset": "earliest",
+               "isolation.level": "read_committed", "enable.auto.commit": False}
+        )
+    )
+    consumer.subscribe([topic])
+    seen = 0
+    deadline = time.monotonic() + timeout_s
+    try:
+        while seen < expected and time.monotonic() < deadline:
+            for message in consumer.consume(10000, 0.5):
+                if message.error() is None:
+                    seen += 1
+    finally:
+        consumer.close()
+    return seen
+
+
+def percentiles(values: np.ndarray) -> dict[str, float]:
+    if len(values) == 0:
+        return {"p50_ms": float("nan"), "p99_ms": float("nan"), "max_ms": float("nan")}
+    return {
+        "p50_ms": round(float(np.percentile(values, 50)), 2),
+        "p99_ms": round(float(np.percentile(values, 99)), 2),
+        "max_ms": round(float(np.max(values)), 2),
+    }

@@ -1,0 +1,210 @@
+"""Scorer throughput against a real broker, with its baselines measured in the same run.
+
+Measures, on the same pre-produced Avro input:
+  (a) the scorer (full features, the registered champion, Avro in and out);
+  (b) the raw I/O ceiling: consume + decode + encode + produce, no features or model;
+  (c) a minimal faust-streaming agent doing the scorer's work with the same core functions.
+
+    python load_tests/scorer_throughput.py --json
+    python load_tests/scorer_throughput.py --events 100000 --modes at-least-once,exactly-once
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import benchkit
+from benchkit import log
+
+
+def io_ceiling(settings, source: str, sink: str, events: int, batch_size: int) -> float:
+    """Consume, decode, encode a Decision of the same shape, produce, commit: no work."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    from pipeline.features import FEATURE_NAMES
+    from pipeline.scorer.outputs import BatchRows, encode_decisions
+    from pipeline.scoring import ScoredBatch, ServingModel
+    from pipeline.serde import Serde
+
+    serde = Serde.from_settings(settings)
+    tx_codec, decision_codec = serde.transactions(), serde.codec("Decision")
+    model = ServingModel("fraud", "v0", None, tuple(FEATURE_NAMES), "")  # type: ignore[arg-type]
+    consumer = Consumer(settings.librdkafka_config(**{
+        "group.id": benchkit.unique("ceiling"), "auto.offset.reset": "earliest",
+        "enable.auto.commit": False, "isolation.level": "read_committed",
+        "fetch.wait.max.ms": 10, "queued.min.messages": 20000,
+    }))
+    producer = Producer(settings.librdkafka_config(**{
+        "linger.ms": 5, "batch.size": 1_000_000, "compression.type": "lz4", "partitioner": "murmur2_random", "acks": "all",
+        "enable.idempotence": True, "queue.buffering.max.messages": 500_000,
+    }))
+    consumer.subscribe([source])
+    done, first, last_commit = 0, 0.0, time.monotonic()
+    offsets: dict[int, int] = {}
+    while done < events:
+        messages = consumer.consume(batch_size, 0.01)
+        if not messages:
+            continue
+        if not first:
+            first = time.monotonic()
+        kept = [m for m in messages if m.error() is None]
+        cols = tx_codec.decode_columns([m.value() for m in kept])
+        n = len(cols)
+        zeros = np.zeros(n, np.int64)
+        rows = BatchRows(cols.transaction_id, cols.timestamp, cols.card_id, cols.terminal_id,
+                         cols.amount, zeros, zeros)
+        features = np.zeros((n, len(FEATURE_NAMES)), np.float32)
+        scored = ScoredBatch(np.zeros(n), np.zeros(n, np.int8), np.zeros(0, np.intp))
+        payloads = encode_decisions(decision_codec, rows, features, scored, model, 0, 0.0)
+        for i, payload in zip(cols.indices.tolist(), payloads, strict=True):
+            while True:
+                try:
+                    producer.produce(sink, payload, kept[i].key())
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+        producer.poll(0)
+        for m in kept:
+            offsets[m.partition()] = m.offset() + 1
+        done += len(kept)
+        if time.monotonic() - last_commit > 0.1:
+            producer.flush(30)
+            consumer.commit(offsets=[TopicPartition(source, p, o) for p, o in offsets.items()],
+                            asynchronous=False)
+            last_commit = time.monotonic()
+    producer.flush(30)
+    elapsed = time.monotonic() - first
+    consumer.close()
+    return done / elapsed
+
+
+def scorer_run(settings, events: int, batch_size: int, exactly_once: bool) -> dict:
+    from pipeline.metrics import ScorerMetrics
+    from pipeline.scorer import ScorerConfig, ScorerWorker
+
+    worker = ScorerWorker(
+        settings,
+        ScorerConfig(group_id=benchkit.unique("scorer"), batch_size=batch_size,
+                     exactly_once=exactly_once, worker_id=benchkit.unique("w")),
+        metrics=ScorerMetrics(),
+    )
+    worker.start()
+    summary = worker.run(max_events=events, idle_timeout_s=60)
+    worker.close()
+    return {"events_per_s": round(summary.events_per_s), "decided": summary.decided,
+            "alerts": summary.alerts}
+
+
+def faust_run(settings, source: str, sink: str, events: int) -> float:
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
+        result = Path(handle.name)
+    result.unlink()
+    here = Path(__file__).resolve().parent
+    command = [sys.executable, str(here / "faust_scorer.py"), "--bootstrap",
+               settings.kafka_bootstrap_servers, "--source", source, "--sink", sink,
+               "--registry", str(settings.registry_dir), "--events", str(events),
+               "--result", str(result)]
+    env = dict(os.environ, PYTHONPATH=str(benchkit.ROOT))
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + max(120.0, events / 2000.0)
+    while time.monotonic() < deadline and not result.exists() and process.poll() is None:
+        time.sleep(0.5)
+    if process.poll() is None:
+        process.kill()
+    process.wait()
+    if not result.exists():
+        tail = (process.stderr.read() if process.stderr else "")[-2000:]
+        raise RuntimeError(f"the Faust agent did not finish: {tail}")
+    data = json.loads(result.read_text())
+    result.unlink()
+    return data["events"] / data["seconds"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=300_000, help="transactions to score")
+    parser.add_argument("--faust-events", type=int, default=60_000,
+                        help="transactions for the (slow) Faust agent")
+    parser.add_argument("--batch-size", type=int, default=2000)
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--modes", default="at-least-once",
+                        help="comma-separated: at-least-once, exactly-once")
+    parser.add_argument("--no-faust", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+
+    from pipeline.settings import load_settings
+
+    with benchkit.broker() as bootstrap, tempfile.TemporaryDirectory() as registry_dir:
+        days = max(25, int(args.events / 9500) + 23)
+        log(f"simulating {days} days")
+        frame = benchkit.simulated(days)
+        version = benchkit.register_champion(frame, Path(registry_dir))
+        frame = frame.iloc[-args.events:].reset_index(drop=True)
+        names = {k: benchkit.unique(k) for k in ("tx", "dec", "al", "dlq", "mc", "ceil", "fdec")}
+        os.environ.update({
+            "FRAUD_TOPICS__TRANSACTIONS": names["tx"], "FRAUD_TOPICS__DECISIONS": names["dec"],
+            "FRAUD_TOPICS__ALERTS": names["al"], "FRAUD_TOPICS__DLQ": names["dlq"],
+            "FRAUD_TOPICS__MODEL_CONTROL": names["mc"],
+        })
+        settings = load_settings(kafka_bootstrap_servers=bootstrap, registry_dir=registry_dir)
+        benchkit.create_topics(settings, {
+            names["tx"]: args.partitions, names["dec"]: args.partitions, names["al"]: args.partitions,
+            names["dlq"]: args.partitions, names["mc"]: 1, names["ceil"]: args.partitions,
+            names["fdec"]: args.partitions,
+        })
+        log(f"producing {len(frame)} transactions")
+        benchkit.produce_transactions(settings, names["tx"], frame)
+
+        log("I/O ceiling")
+        ceiling = io_ceiling(settings, names["tx"], names["ceil"], len(frame), args.batch_size)
+        results: dict[str, dict] = {}
+        for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
+            log(f"scorer, {mode}")
+            results[mode] = scorer_run(settings, len(frame), args.batch_size,
+                                       exactly_once=(mode == "exactly-once"))
+        faust = None
+        if not args.no_faust:
+            log("faust agent")
+            faust = faust_run(settings, names["tx"], names["fdec"],
+                              min(args.faust_events, len(frame)))
+
+    main_mode = next(iter(results))
+    events_per_s = results[main_mode]["events_per_s"]
+    report = {
+        "events_per_s": events_per_s,
+        "io_ceiling_events_per_s": round(ceiling),
+        "faust_events_per_s": round(faust) if faust else None,
+        "ratio_to_io_ceiling": round(events_per_s / ceiling, 3),
+        "ratio_to_faust": round(events_per_s / faust, 2) if faust else None,
+        "cores": os.cpu_count(),
+        "events": len(frame),
+        "batch_size": args.batch_size,
+        "partitions": args.partitions,
+        "model": version,
+        "modes": results,
+    }
+    if "exactly-once" in results and "at-least-once" in results:
+        report["exactly_once_ratio"] = round(
+            results["exactly-once"]["events_per_s"] / results["at-least-once"]["events_per_s"], 3
+        )
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for key, value in report.items():
+            print(f"{key:>26}: {value}")
+
+
+if __name__ == "__main__":
+    main()
