@@ -47,6 +47,7 @@ class RecordName(StrEnum):
     RETRAIN_REQUEST = "RetrainRequest"
     OUTCOME = "Outcome"
     MONITOR_STATS = "MonitorStats"
+    TERMINAL_HISTORY = "TerminalHistory"
 
 
 def default_schemas_dir() -> Path:
