@@ -56,7 +56,7 @@ def create_app(args: argparse.Namespace) -> Any:
 
     @app.agent(source)
     async def score(stream: Any) -> None:
-        async for batch in stream.events().take(1000, within=0.05):
+        async for batch in stream.take_events(1000, within=0.05):
             if not progress["first"]:
                 progress["first"] = time.monotonic()
             values = [event.value for event in batch]

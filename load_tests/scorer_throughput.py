@@ -98,7 +98,14 @@ def scorer_run(settings, events: int, batch_size: int, exactly_once: bool) -> di
         metrics=ScorerMetrics(),
     )
     worker.start()
-    summary = worker.run(max_events=events, idle_timeout_s=60)
+    if os.environ.get("FRAUD_BENCH_PROFILE"):
+        import cProfile
+
+        profiler = cProfile.Profile()
+        summary = profiler.runcall(worker.run, max_events=events, idle_timeout_s=60)
+        profiler.dump_stats(os.environ["FRAUD_BENCH_PROFILE"])
+    else:
+        summary = worker.run(max_events=events, idle_timeout_s=60)
     worker.close()
     return {"events_per_s": round(summary.events_per_s), "decided": summary.decided,
             "alerts": summary.alerts}
@@ -151,19 +158,25 @@ def main() -> None:
         log(f"simulating {days} days")
         frame = benchkit.simulated(days)
         version = benchkit.register_champion(frame, Path(registry_dir))
+        history = frame
         frame = frame.iloc[-args.events:].reset_index(drop=True)
-        names = {k: benchkit.unique(k) for k in ("tx", "dec", "al", "dlq", "mc", "ceil", "fdec")}
+        names = {k: benchkit.unique(k) for k in ("tx", "dec", "al", "dlq", "mc", "ceil", "fdec", "tf")}
         os.environ.update({
             "FRAUD_TOPICS__TRANSACTIONS": names["tx"], "FRAUD_TOPICS__DECISIONS": names["dec"],
             "FRAUD_TOPICS__ALERTS": names["al"], "FRAUD_TOPICS__DLQ": names["dlq"],
             "FRAUD_TOPICS__MODEL_CONTROL": names["mc"],
+            "FRAUD_TOPICS__TERMINAL_FEATURES": names["tf"],
         })
         settings = load_settings(kafka_bootstrap_servers=bootstrap, registry_dir=registry_dir)
         benchkit.create_topics(settings, {
             names["tx"]: args.partitions, names["dec"]: args.partitions, names["al"]: args.partitions,
             names["dlq"]: args.partitions, names["mc"]: 1, names["ceil"]: args.partitions,
-            names["fdec"]: args.partitions,
+            names["fdec"]: args.partitions, names["tf"]: 3,
         })
+        from pipeline.terminal import backfill
+
+        log("publishing terminal histories (backfill)")
+        backfill(settings, history)
         log(f"producing {len(frame)} transactions")
         benchkit.produce_transactions(settings, names["tx"], frame)
 

@@ -25,37 +25,88 @@ Examples:
   FRAUD_KAFKA_BOOTSTRAP_SERVERS=kafka:9092 fraud score --metrics-port 9108
 """,
 )
-@click.option("--group", "group_id", default="fraud-scorer", show_default=True,
-              help="Consumer group; run several workers with the same group to scale out.")
-@click.option("--worker-id", default=None,
-              help="Stable id of this worker (names its transactional id). Default: host-pid.")
-@click.option("--model", "model_ref", default="champion", show_default=True,
-              help="Registry reference served at start (champion, v3, ...).")
-@click.option("--batch-size", default=2000, show_default=True, type=click.IntRange(1, 100_000),
-              help="Most records consumed and scored together.")
-@click.option("--exactly-once/--at-least-once", default=False, show_default=True,
-              help="One Kafka transaction per commit (outputs + offsets) or commit after acks.")
-@click.option("--commit-interval-ms", default=100, show_default=True,
-              type=click.IntRange(1, 60_000), help="How often offsets are committed.")
-@click.option("--registry", "registry_dir", type=click.Path(file_okay=False), default=None,
-              help="Model registry directory [default: settings.registry_dir].")
-@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
-              help="Prometheus endpoint port (0 = any free port) [default: settings.metrics_port].")
+@click.option(
+    "--group",
+    "group_id",
+    default="fraud-scorer",
+    show_default=True,
+    help="Consumer group; run several workers with the same group to scale out.",
+)
+@click.option(
+    "--worker-id",
+    default=None,
+    help="Stable id of this worker (names its transactional id). Default: host-pid.",
+)
+@click.option(
+    "--model",
+    "model_ref",
+    default="champion",
+    show_default=True,
+    help="Registry reference served at start (champion, v3, ...).",
+)
+@click.option(
+    "--batch-size",
+    default=2000,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Most records consumed and scored together.",
+)
+@click.option(
+    "--exactly-once/--at-least-once",
+    default=False,
+    show_default=True,
+    help="One Kafka transaction per commit (outputs + offsets) or commit after acks.",
+)
+@click.option(
+    "--commit-interval-ms",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1, 60_000),
+    help="How often offsets are committed.",
+)
+@click.option(
+    "--registry",
+    "registry_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Model registry directory [default: settings.registry_dir].",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Prometheus endpoint port (0 = any free port) [default: settings.metrics_port].",
+)
 @click.option("--no-metrics", is_flag=True, help="Do not serve Prometheus metrics.")
-@click.option("--max-events", type=click.IntRange(1), default=None,
-              help="Stop after deciding this many records (tests, benchmarks).")
-@click.option("--idle-timeout", type=click.FloatRange(0.1), default=None,
-              help="Stop after this many seconds without input.")
+@click.option(
+    "--terminal-features/--no-terminal-features",
+    default=True,
+    show_default=True,
+    help="Join delayed terminal aggregates from the terminal-features table.",
+)
+@click.option(
+    "--max-events",
+    type=click.IntRange(1),
+    default=None,
+    help="Stop after deciding this many records (tests, benchmarks).",
+)
+@click.option(
+    "--idle-timeout",
+    type=click.FloatRange(0.1),
+    default=None,
+    help="Stop after this many seconds without input.",
+)
 def score(
     group_id: str,
     worker_id: str | None,
     model_ref: str,
     batch_size: int,
     exactly_once: bool,
-    commit_interval_ms: int,
+    commit_interval_ms: int | None,
     registry_dir: str | None,
     metrics_port: int | None,
     no_metrics: bool,
+    terminal_features: bool,
     max_events: int | None,
     idle_timeout: float | None,
 ) -> None:
@@ -78,7 +129,8 @@ def score(
         model_ref=model_ref,
         batch_size=batch_size,
         exactly_once=exactly_once,
-        commit_interval_s=commit_interval_ms / 1000.0,
+        commit_interval_s=commit_interval_ms / 1000.0 if commit_interval_ms else None,
+        terminal_features=terminal_features,
     )
     metrics = ScorerMetrics()
     worker = ScorerWorker(settings, config, metrics=metrics)

@@ -26,13 +26,23 @@ class ScorerConfig:
     worker_id: str = field(default_factory=default_worker_id)
     batch_size: int = 2000
     poll_timeout_s: float = 0.01
-    commit_interval_s: float = 0.1
-    commit_max_batches: int = 10
+    commit_interval_s: float | None = None
+    commit_max_batches: int = 50
     exactly_once: bool = False
     transactional_id: str | None = None
     model_ref: str = "champion"
     explain: bool = True
-    latency_sample_every: int = 16
+    terminal_features: bool = True
+    terminal_catch_up_timeout_s: float = 60.0
+    latency_sample_every: int = 64
+
+    @property
+    def effective_commit_interval_s(self) -> float:
+        """Exactly-once: outputs become visible at commit, so commit often.
+        At-least-once: outputs are visible at once; commits only bound replays."""
+        if self.commit_interval_s is not None:
+            return self.commit_interval_s
+        return 0.1 if self.exactly_once else 1.0
 
     @property
     def effective_transactional_id(self) -> str:

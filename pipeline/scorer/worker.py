@@ -55,7 +55,9 @@ class TerminalSource(Protocol):
 
     def poll(self) -> None: ...
 
-    def primitives(self, terminal_id: np.ndarray, ts_ms: np.ndarray) -> TerminalPrimitives | None: ...
+    def primitives(
+        self, terminal_id: np.ndarray, ts_ms: np.ndarray
+    ) -> TerminalPrimitives | None: ...
 
 
 @dataclass
@@ -136,6 +138,8 @@ class ScorerWorker:
         model = self.engine.model
         self.metrics.model_info.info({"name": model.name, "version": model.version})
         log.info("scorer %s serving %s:%s", self.config.worker_id, model.name, model.version)
+        if self.terminal_source is None and self.config.terminal_features:
+            self.terminal_source = self._open_terminal_table()
         self._producer = make_producer(self.settings, **self._producer_config())
         if self.config.exactly_once:
             try:
@@ -211,11 +215,34 @@ class ScorerWorker:
                 self._commit()
                 self._consumer.close()
         finally:
+            closer = getattr(self.terminal_source, "close", None)
+            if callable(closer):
+                closer()
             if self._producer is not None:
                 self._producer.flush(10)
             if self._control is not None:
                 self._control.close()
             self._consumer = self._producer = self._control = None
+
+    def _open_terminal_table(self) -> TerminalSource:
+        """Load the global terminal table whole before the first batch."""
+        from pipeline.terminal import TerminalFeaturesError, TerminalTable
+
+        table = TerminalTable(self.settings)
+        try:
+            table.start()
+        except TerminalFeaturesError as exc:
+            raise ScorerError(
+                f"cannot read terminal features ({exc}); run `fraud topics create` and "
+                "`fraud terminal-features`, or start the scorer with --no-terminal-features"
+            ) from exc
+        if not table.wait_until_caught_up(self.config.terminal_catch_up_timeout_s):
+            log.warning(
+                "terminal table not caught up after %.0fs; going on",
+                self.config.terminal_catch_up_timeout_s,
+            )
+        log.info("terminal table loaded: %d terminals", len(table))
+        return table
 
     # --- the batch ---------------------------------------------------------------
     def _process(self, messages: list[Message]) -> None:
@@ -223,25 +250,22 @@ class ScorerWorker:
         producer = self._producer
         assert producer is not None and self.engine is not None
         self._begin_transaction()
-        values: list[bytes] = []
-        kept: list[Message] = []
-        for message in messages:
-            error = message.error()
-            if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF:
-                    self.metrics.errors.labels(stage="consume").inc()
-                    log.warning("consume error: %s", error)
-                continue
-            value = message.value()
-            kept.append(message)
-            values.append(value if value is not None else b"")
-        if not kept:
-            return
-        self.summary.consumed += len(kept)
-        self.metrics.events_in.inc(len(kept))
-        self.metrics.batch_size.observe(len(kept))
-        for message in kept:
-            self._next_offsets[message.partition() or 0] = (message.offset() or 0) + 1
+        kept = messages
+        if any(message.error() is not None for message in messages):
+            kept = [message for message in messages if self._usable(message)]
+            if not kept:
+                return
+        n_in = len(kept)
+        values = [message.value() or b"" for message in kept]
+        keys = [message.key() for message in kept]
+        partitions = np.fromiter((m.partition() for m in kept), np.int64, n_in)
+        offsets = np.fromiter((m.offset() for m in kept), np.int64, n_in)
+        for partition in np.unique(partitions).tolist():
+            last = int(offsets[partitions == partition].max())
+            self._next_offsets[partition] = max(self._next_offsets.get(partition, 0), last + 1)
+        self.summary.consumed += n_in
+        self.metrics.events_in.inc(n_in)
+        self.metrics.batch_size.observe(n_in)
 
         columns = self.tx_codec.decode_columns(values)
         for bad in columns.errors:
@@ -256,8 +280,8 @@ class ScorerWorker:
             card_id=columns.card_id,
             terminal_id=columns.terminal_id,
             amount=columns.amount,
-            partition=np.fromiter((kept[i].partition() for i in indices.tolist()), np.int64),
-            offset=np.fromiter((kept[i].offset() for i in indices.tolist()), np.int64),
+            partition=partitions[indices],
+            offset=offsets[indices],
         )
         features = self._features(rows)
         scored = self.engine.score(features)
@@ -267,14 +291,13 @@ class ScorerWorker:
         decisions = encode_decisions(
             self.decision_codec, rows, features, scored, model, decided_at, processing_ms
         )
-        topic = self.topics.decisions
-        for payload, i in zip(decisions, indices.tolist(), strict=True):
-            self._produce(topic, kept[i].key(), payload)
+        ok_keys = keys if len(indices) == n_in else [keys[i] for i in indices.tolist()]
+        self._produce_many(self.topics.decisions, ok_keys, decisions)
         alerts = alert_records(rows, scored, model, decided_at)
         if alerts:
             payloads = self.alert_codec.encode_batch(record for _, record in alerts)
-            for (row, _), payload in zip(alerts, payloads, strict=True):
-                self._produce(self.topics.alerts, kept[int(indices[row])].key(), payload)
+            alert_keys = [ok_keys[row] for row, _ in alerts]
+            self._produce_many(self.topics.alerts, alert_keys, payloads)
         producer.poll(0)
 
         n = len(indices)
@@ -294,6 +317,30 @@ class ScorerWorker:
             produced_ms = kept[i].timestamp()[1]
             if produced_ms > 0:
                 self.metrics.end_to_end_seconds.observe(max(now_ms - produced_ms, 0.0) / 1000.0)
+
+    def _usable(self, message: Message) -> bool:
+        error = message.error()
+        if error is None:
+            return True
+        if error.code() != KafkaError._PARTITION_EOF:
+            self.metrics.errors.labels(stage="consume").inc()
+            log.warning("consume error: %s", error)
+        return False
+
+    def _produce_many(self, topic: str, keys: list[bytes | None], payloads: list[bytes]) -> None:
+        """Produce a batch; when the local queue is full, serve it and retry."""
+        producer = self._producer
+        assert producer is not None
+        produce = producer.produce
+        start = 0
+        while start < len(payloads):
+            try:
+                for index in range(start, len(payloads)):
+                    start = index
+                    produce(topic, payloads[index], keys[index])
+                start = len(payloads)
+            except BufferError:
+                producer.poll(0.05)
 
     def _features(self, rows: BatchRows) -> np.ndarray:
         matrix = np.empty((len(rows.card_id), len(FEATURE_NAMES)), dtype=np.float32)
@@ -339,7 +386,7 @@ class ScorerWorker:
         assert producer is not None
         while True:
             try:
-                producer.produce(topic, value, key, headers=headers, on_delivery=self._delivered)
+                producer.produce(topic, value, key, headers=headers)
                 return
             except BufferError:
                 producer.poll(0.05)
@@ -352,11 +399,11 @@ class ScorerWorker:
 
     # --- commits -------------------------------------------------------------
     def _maybe_commit(self) -> None:
-        due = time.monotonic() - self._last_commit >= self.config.commit_interval_s
+        due = time.monotonic() - self._last_commit >= self.config.effective_commit_interval_s
         if self._uncommitted_batches and (
             due or self._uncommitted_batches >= self.config.commit_max_batches
         ):
-            self._commit()
+            self._commit(sync=False)
 
     def _begin_transaction(self) -> None:
         if self.config.exactly_once and not self._in_transaction:
@@ -364,8 +411,13 @@ class ScorerWorker:
             self._producer.begin_transaction()
             self._in_transaction = True
 
-    def _commit(self) -> None:
-        """Make everything processed so far durable, offsets included."""
+    def _commit(self, sync: bool = True) -> None:
+        """Make everything processed so far durable, offsets included.
+
+        At-least-once: wait for every output to be acknowledged, then commit the
+        offsets (asynchronously in steady state; a lost async commit only means
+        a few records decided again after a crash, never a record skipped).
+        """
         consumer, producer = self._consumer, self._producer
         if consumer is None or producer is None:
             return
@@ -382,15 +434,17 @@ class ScorerWorker:
                 producer.commit_transaction(60)
                 self._in_transaction = False
         else:
-            self._delivery_failed = None
             remaining = producer.flush(30)
-            if remaining or self._delivery_failed is not None:
+            failed = self._delivery_failed
+            if remaining or failed is not None:
                 raise ScorerError(
-                    f"outputs not acknowledged ({remaining} pending, "
-                    f"error: {self._delivery_failed}); offsets not committed"
+                    f"outputs not acknowledged ({remaining} pending, error: {failed}); "
+                    "offsets not committed, restart to resume from the last commit"
                 )
-            if offsets:
+            if offsets and sync:
                 consumer.commit(offsets=offsets, asynchronous=False)
+            elif offsets:
+                consumer.commit(offsets=offsets, asynchronous=True)
         self._next_offsets.clear()
         self._uncommitted_batches = 0
         self._last_commit = time.monotonic()
@@ -500,6 +554,9 @@ class ScorerWorker:
             "batch.size": 1_000_000,
             "compression.type": "lz4",
             "queue.buffering.max.messages": 500_000,
+            # Delivery reports cost a Python call per record; only failures matter.
+            "delivery.report.only.error": True,
+            "on_delivery": self._delivered,
         }
         if self.config.exactly_once:
             overrides["transactional.id"] = self.config.effective_transactional_id

@@ -57,7 +57,10 @@ class ScoringEngine:
         if len(flagged):
             rows = matrix[flagged]
             explained = top_reasons(
-                self.model.contributions(rows), rows, self.model.features, self.describe,
+                self.model.contributions(rows),
+                rows,
+                self.model.features,
+                self.describe,
                 self.max_reasons,
             )
             reasons = dict(zip(flagged.tolist(), explained, strict=True))

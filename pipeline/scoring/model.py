@@ -49,6 +49,6 @@ class ServingModel:
         """Exact TreeSHAP contributions per feature (bias column dropped), log-odds units."""
         if len(matrix) == 0:
             return np.zeros((0, len(self.features)), dtype=np.float32)
-        dmatrix = xgboost.DMatrix(matrix, feature_names=list(self.features))
+        dmatrix = xgboost.DMatrix(matrix, feature_names=list(self.features), nthread=1)
         contribs = self.booster.predict(dmatrix, pred_contribs=True, validate_features=False)
         return np.asarray(contribs, dtype=np.float32)[:, : len(self.features)]
