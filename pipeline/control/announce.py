@@ -61,7 +61,9 @@ def announce(
         )
         remaining = producer.flush(timeout_s)
     except KafkaException as exc:
-        raise ControlAnnounceError(f"cannot announce on {settings.topics.model_control}: {exc}") from exc
+        raise ControlAnnounceError(
+            f"cannot announce on {settings.topics.model_control}: {exc}"
+        ) from exc
     if remaining or failures:
         detail = failures[0] if failures else f"no broker answered within {timeout_s:.0f}s"
         raise ControlAnnounceError(

@@ -5,7 +5,22 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 _LATENCY_BUCKETS = (
-    0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.02,
+    0.035,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
 )
 _BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000)
 
@@ -19,19 +34,21 @@ class ScorerMetrics:
         self.events_in = Counter(
             "fraud_scorer_events_in", "Records consumed from the transactions topic.", registry=r
         )
-        self.events_out = Counter(
-            "fraud_scorer_decisions_out", "Decisions produced.", registry=r
-        )
+        self.events_out = Counter("fraud_scorer_decisions_out", "Decisions produced.", registry=r)
         self.decisions = Counter(
             "fraud_scorer_decisions_by_action", "Decisions by action.", ["action"], registry=r
         )
         self.alerts = Counter("fraud_scorer_alerts", "Alerts produced.", registry=r)
         self.dead_letters = Counter(
-            "fraud_scorer_dead_letters", "Records sent to the dead-letter topic.", ["reason"],
+            "fraud_scorer_dead_letters",
+            "Records sent to the dead-letter topic.",
+            ["reason"],
             registry=r,
         )
         self.batch_size = Histogram(
-            "fraud_scorer_batch_size", "Records per processed batch.", buckets=_BATCH_BUCKETS,
+            "fraud_scorer_batch_size",
+            "Records per processed batch.",
+            buckets=_BATCH_BUCKETS,
             registry=r,
         )
         self.processing_seconds = Histogram(
@@ -54,7 +71,9 @@ class ScorerMetrics:
             "fraud_scorer_model_refusals", "Model changes refused.", ["reason"], registry=r
         )
         self.consumer_lag = Gauge(
-            "fraud_scorer_consumer_lag", "Records behind the partition end.", ["partition"],
+            "fraud_scorer_consumer_lag",
+            "Records behind the partition end.",
+            ["partition"],
             registry=r,
         )
         self.state_cards = Gauge(
