@@ -67,6 +67,13 @@ def create_topics(settings: Settings, names: dict[str, int]) -> None:
         future.result(30)
 
 
+def topic_partitions(settings: Settings, topic: str) -> list[int]:
+    from confluent_kafka.admin import AdminClient
+
+    metadata = AdminClient(settings.librdkafka_config()).list_topics(topic, timeout=15)
+    return sorted(metadata.topics[topic].partitions)
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 

@@ -20,9 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 import benchkit
+import numpy as np
 from benchkit import log
 
 
@@ -88,7 +87,15 @@ def io_ceiling(settings, source: str, sink: str, events: int, batch_size: int) -
 
 
 def scorer_run(settings, events: int, batch_size: int, exactly_once: bool) -> dict:
+    """One scorer from scratch: a fresh group and a fresh (empty) state changelog."""
     from pipeline.metrics import ScorerMetrics
+
+    changelog = benchkit.unique("cl")
+    partitions = len(benchkit.topic_partitions(settings, settings.topics.transactions))
+    benchkit.create_topics(settings, {changelog: partitions})
+    settings = settings.model_copy(
+        update={"topics": settings.topics.model_copy(update={"card_state_changelog": changelog})}
+    )
     from pipeline.scorer import ScorerConfig, ScorerWorker
 
     worker = ScorerWorker(
@@ -160,18 +167,19 @@ def main() -> None:
         version = benchkit.register_champion(frame, Path(registry_dir))
         history = frame
         frame = frame.iloc[-args.events:].reset_index(drop=True)
-        names = {k: benchkit.unique(k) for k in ("tx", "dec", "al", "dlq", "mc", "ceil", "fdec", "tf")}
+        names = {k: benchkit.unique(k) for k in ("tx", "dec", "al", "dlq", "mc", "ceil", "fdec", "tf", "cl")}
         os.environ.update({
             "FRAUD_TOPICS__TRANSACTIONS": names["tx"], "FRAUD_TOPICS__DECISIONS": names["dec"],
             "FRAUD_TOPICS__ALERTS": names["al"], "FRAUD_TOPICS__DLQ": names["dlq"],
             "FRAUD_TOPICS__MODEL_CONTROL": names["mc"],
             "FRAUD_TOPICS__TERMINAL_FEATURES": names["tf"],
+            "FRAUD_TOPICS__CARD_STATE_CHANGELOG": names["cl"],
         })
         settings = load_settings(kafka_bootstrap_servers=bootstrap, registry_dir=registry_dir)
         benchkit.create_topics(settings, {
             names["tx"]: args.partitions, names["dec"]: args.partitions, names["al"]: args.partitions,
             names["dlq"]: args.partitions, names["mc"]: 1, names["ceil"]: args.partitions,
-            names["fdec"]: args.partitions, names["tf"]: 3,
+            names["fdec"]: args.partitions, names["tf"]: 3, names["cl"]: args.partitions,
         })
         from pipeline.terminal import backfill
 

@@ -31,6 +31,7 @@ CO_PARTITIONED = (
     "card_state_changelog",
 )
 # TopicNames fields of topics read as tables: only the latest value per key matters.
+CHANGELOG_RETENTION_MS = 40 * 86_400_000
 COMPACTED = ("model_control", "terminal_features", "card_state_changelog")
 
 
@@ -78,6 +79,11 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         config: dict[str, str] = {}
         if field_name in COMPACTED:
             config["cleanup.policy"] = "compact"
+        if field_name == "card_state_changelog":
+            # Records are (card, day) buckets; days older than the longest card
+            # window are useless, so they are also deleted by age.
+            config["cleanup.policy"] = "compact,delete"
+            config["retention.ms"] = str(CHANGELOG_RETENTION_MS)
         if replication >= 3:
             config["min.insync.replicas"] = "2"
         partitions = settings.partitions if field_name in CO_PARTITIONED else 1

@@ -33,6 +33,7 @@ class ScorerConfig:
     model_ref: str = "champion"
     explain: bool = True
     terminal_features: bool = True
+    changelog: bool = True
     terminal_catch_up_timeout_s: float = 60.0
     latency_sample_every: int = 64
 

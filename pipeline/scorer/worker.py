@@ -33,12 +33,14 @@ from confluent_kafka import (
 
 from pipeline.errors import FraudError
 from pipeline.features import FEATURE_NAMES, CardStateStore, TerminalPrimitives, describe
-from pipeline.kafka import make_producer
+from pipeline.kafka import make_admin, make_producer
 from pipeline.metrics import ScorerMetrics
 from pipeline.policy import ACTIONS, DecisionPolicy
 from pipeline.registry import ModelRegistry, RegistryError
+from pipeline.scorer.changelog import DirtyBuckets, bucket_records
 from pipeline.scorer.config import ScorerConfig
 from pipeline.scorer.outputs import BatchRows, alert_records, encode_decisions
+from pipeline.scorer.restore import restore_state
 from pipeline.scoring import ScoringEngine, ServingModel
 from pipeline.serde import Serde, dlq_headers
 from pipeline.settings import Settings
@@ -125,6 +127,7 @@ class ScorerWorker:
         self._producer: Producer | None = None
         self._control: Consumer | None = None
         self._stop = threading.Event()
+        self._dirty = DirtyBuckets()
 
     # --- lifecycle -------------------------------------------------------------
     def start(self) -> None:
@@ -138,6 +141,7 @@ class ScorerWorker:
         model = self.engine.model
         self.metrics.model_info.info({"name": model.name, "version": model.version})
         log.info("scorer %s serving %s:%s", self.config.worker_id, model.name, model.version)
+        self._check_topics()
         if self.terminal_source is None and self.config.terminal_features:
             self.terminal_source = self._open_terminal_table()
         self._producer = make_producer(self.settings, **self._producer_config())
@@ -223,6 +227,36 @@ class ScorerWorker:
             if self._control is not None:
                 self._control.close()
             self._consumer = self._producer = self._control = None
+
+    def _check_topics(self) -> None:
+        """Fail early, naming the fix, when a topic the worker needs is missing."""
+        needed = [
+            self.topics.transactions,
+            self.topics.decisions,
+            self.topics.alerts,
+            self.topics.dlq,
+            self.topics.model_control,
+        ]
+        if self.config.changelog:
+            needed.append(self.topics.card_state_changelog)
+        admin = make_admin(self.settings)
+        try:
+            existing = admin.list_topics(timeout=15).topics
+        except KafkaException as exc:
+            raise ScorerError(
+                f"no answer from Kafka at {self.settings.kafka_bootstrap_servers}: {exc}"
+            ) from exc
+        missing = [name for name in needed if name not in existing]
+        if missing:
+            raise ScorerError(f"missing topic(s) {', '.join(missing)}; run `fraud topics create`")
+        if self.config.changelog:
+            source = len(existing[self.topics.transactions].partitions)
+            changelog = len(existing[self.topics.card_state_changelog].partitions)
+            if changelog < source:
+                raise ScorerError(
+                    f"{self.topics.card_state_changelog} has {changelog} partitions but "
+                    f"{self.topics.transactions} has {source}; they must match"
+                )
 
     def _open_terminal_table(self) -> TerminalSource:
         """Load the global terminal table whole before the first batch."""
@@ -356,6 +390,8 @@ class ScorerWorker:
             matrix[where] = state.features(
                 rows.card_id[where], rows.timestamp[where], rows.amount[where], part_terminal
             )
+            if self.config.changelog:
+                self._dirty.mark(partition, rows.card_id[where], rows.timestamp[where])
         self.metrics.state_cards.set(sum(len(s) for s in self.states.values()))
         return matrix
 
@@ -412,26 +448,36 @@ class ScorerWorker:
             self._in_transaction = True
 
     def _commit(self, sync: bool = True) -> None:
-        """Make everything processed so far durable, offsets included.
+        """Make everything processed so far durable: state changelog, outputs, offsets.
 
-        At-least-once: wait for every output to be acknowledged, then commit the
-        offsets (asynchronously in steady state; a lost async commit only means
-        a few records decided again after a crash, never a record skipped).
+        Exactly-once: the changelog buckets, outputs and input offsets commit in
+        one transaction; a transaction that must abort rewinds the partitions to
+        their committed offsets and restores their state from the changelog.
+        At-least-once: wait for every output and changelog record to be
+        acknowledged, then commit the offsets (asynchronously in steady state; a
+        lost async commit only means a few records decided again after a crash,
+        never a record skipped).
         """
         consumer, producer = self._consumer, self._producer
         if consumer is None or producer is None:
             return
+        self._write_changelog()
         offsets = [
             TopicPartition(self.topics.transactions, partition, offset)
             for partition, offset in self._next_offsets.items()
         ]
         if self.config.exactly_once:
             if self._in_transaction:
-                if offsets:
-                    producer.send_offsets_to_transaction(
-                        offsets, consumer.consumer_group_metadata(), 30
-                    )
-                producer.commit_transaction(60)
+                try:
+                    if offsets:
+                        producer.send_offsets_to_transaction(
+                            offsets, consumer.consumer_group_metadata(), 30
+                        )
+                    producer.commit_transaction(60)
+                except KafkaException as exc:
+                    self._in_transaction = False
+                    self._after_failed_commit(exc)
+                    return
                 self._in_transaction = False
         else:
             remaining = producer.flush(30)
@@ -449,10 +495,72 @@ class ScorerWorker:
         self._uncommitted_batches = 0
         self._last_commit = time.monotonic()
 
-    # --- rebalancing ---------------------------------------------------------------
+    def _write_changelog(self) -> None:
+        """Produce the day buckets of every card changed since the last commit."""
+        if not self.config.changelog:
+            return
+        topic = self.topics.card_state_changelog
+        producer = self._producer
+        assert producer is not None
+        for partition in self._dirty.partitions():
+            state = self.states.get(partition)
+            buckets = self._dirty.drain(partition)
+            if state is None:
+                continue
+            for key, value in bucket_records(state, buckets):
+                while True:
+                    try:
+                        producer.produce(topic, value, key, partition=partition)
+                        break
+                    except BufferError:
+                        producer.poll(0.05)
+
+    def _after_failed_commit(self, exc: KafkaException) -> None:
+        error = exc.args[0] if exc.args else None
+        producer = self._producer
+        assert producer is not None
+        if isinstance(error, KafkaError) and error.txn_requires_abort():
+            log.warning("transaction aborted (%s); rewinding to the last commit", error)
+            self.metrics.errors.labels(stage="commit").inc()
+            producer.abort_transaction(30)
+            self._rewind()
+            return
+        raise ScorerError(f"cannot commit the transaction: {exc}") from exc
+
+    def _rewind(self) -> None:
+        """Seek every assigned partition back to its committed offset; restore state."""
+        consumer = self._consumer
+        assert consumer is not None
+        assigned = consumer.assignment()
+        committed = consumer.committed(assigned, timeout=30)
+        for tp in committed:
+            target = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            consumer.seek(TopicPartition(tp.topic, tp.partition, target))
+        self._next_offsets.clear()
+        self._uncommitted_batches = 0
+        self._restore([tp.partition for tp in assigned])
+
+    # --- rebalancing and state ------------------------------------------------------
+    def _restore(self, partitions: list[int]) -> None:
+        """Rebuild the card state of ``partitions`` from the changelog (the truth)."""
+        for partition in partitions:
+            self._dirty.forget(partition)
+        if not self.config.changelog:
+            for partition in partitions:
+                self.states[partition] = CardStateStore()
+            return
+        started = time.monotonic()
+        restored = restore_state(self.settings, self.topics.card_state_changelog, partitions)
+        self.states.update(restored)
+        log.info(
+            "restored %d cards of partitions %s in %.2fs",
+            sum(len(store) for store in restored.values()),
+            sorted(partitions),
+            time.monotonic() - started,
+        )
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            self.states.setdefault(tp.partition, CardStateStore())
+        self._restore([tp.partition for tp in partitions])
         self.metrics.assigned_partitions.set(len(self.states))
         log.info("assigned %s", sorted(tp.partition for tp in partitions))
 
@@ -460,6 +568,7 @@ class ScorerWorker:
         self._commit()
         for tp in partitions:
             self.states.pop(tp.partition, None)
+            self._dirty.forget(tp.partition)
         self.metrics.assigned_partitions.set(len(self.states))
         log.info("revoked %s", sorted(tp.partition for tp in partitions))
 
@@ -467,6 +576,12 @@ class ScorerWorker:
         for tp in partitions:
             self.states.pop(tp.partition, None)
             self._next_offsets.pop(tp.partition, None)
+            self._dirty.forget(tp.partition)
+        if self.config.exactly_once and self._in_transaction and self._producer is not None:
+            # Outputs of lost partitions must not commit; the others are redone.
+            self._producer.abort_transaction(30)
+            self._in_transaction = False
+            self._rewind()
         self.metrics.assigned_partitions.set(len(self.states))
         log.warning("lost %s", sorted(tp.partition for tp in partitions))
 

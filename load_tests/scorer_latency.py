@@ -1,0 +1,335 @@
+"""End-to-end scorer latency at fixed offered loads, against a real broker.
+
+One scorer (``fraud score``, in its own process) consumes; a paced producer (its
+own process) sends Avro transactions at each offered rate in 1 ms steps, with
+the Kafka CreateTime set to the send time; a probe in this process reads
+``decisions`` with read_committed. Latency = time the decision was read minus
+the time its transaction was sent (the send time is carried in the transaction
+id). The first ``--warmup`` seconds of every rate are excluded.
+
+    python load_tests/scorer_latency.py --json
+    python load_tests/scorer_latency.py --rates 5000,20000 --seconds 20 \
+        --modes at-least-once,exactly-once --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import benchkit
+import latency_probe
+from benchkit import log
+
+GOALS_P99_MS = {"at-least-once": 50.0, "exactly-once": 100.0}
+GOAL_RATE = 20_000.0
+TRAIN_DAYS = 21
+
+
+def load_average() -> list[float]:
+    return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class ScorerProcess:
+    """``fraud score`` in a subprocess; ready once its consumer has partitions."""
+
+    def __init__(self, env: dict[str, str], args: list[str], log_path: Path) -> None:
+        fraud = Path(sys.executable).with_name("fraud")
+        command = [str(fraud)] if fraud.exists() else [sys.executable, "-c",
+                                                       "from pipeline.cli import main; main()"]
+        self.log_path = log_path
+        self._log = log_path.open("w")
+        self.process = subprocess.Popen(
+            [*command, "score", *args], env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            cwd=benchkit.ROOT,
+        )
+
+    def wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the scorer exited early:\n{self.tail()}")
+            if "assigned [" in self.log_path.read_text():
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"the scorer got no partitions in {timeout_s:.0f}s:\n{self.tail()}")
+
+    def tail(self, lines: int = 15) -> str:
+        return "\n".join(self.log_path.read_text().splitlines()[-lines:])
+
+    def cpu(self) -> float:
+        try:
+            return cpu_seconds(self.process.pid)
+        except (OSError, IndexError, ValueError):
+            return float("nan")
+
+    def stop(self, timeout_s: float = 20.0) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self._log.close()
+
+
+class ProducerProcess:
+    """The paced producer in a spawned process (no GIL shared with the probe)."""
+
+    def __init__(self, config: dict[str, Any], header: bytes, rests: list[bytes],
+                 keys: list[bytes]) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(
+            target=latency_probe.producer_main, args=(child, config, header, rests, keys),
+            daemon=True,
+        )
+        self.process.start()
+        child.close()
+        if not self.conn.poll(120) or self.conn.recv() != "ready":
+            raise RuntimeError("the producer process did not start")
+
+    def start(self, request: latency_probe.PaceRequest) -> None:
+        self.conn.send(request)
+
+    def result(self, timeout_s: float) -> latency_probe.PaceReport | None:
+        return self.conn.recv() if self.conn.poll(timeout_s) else None
+
+    def stop(self) -> None:
+        try:
+            self.conn.send(None)
+        except (OSError, BrokenPipeError):
+            pass
+        self.process.join(15)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(5)
+
+
+def encoded_stream(settings: Any, frame: Any) -> tuple[bytes, list[bytes], list[bytes]]:
+    """Header, payload bodies after the transaction id, and keys of the frame's rows."""
+    import numpy as np
+
+    from pipeline.data.io import timestamps_ms
+    from pipeline.serde import Serde
+
+    codec = Serde.from_settings(settings).transactions()
+    payloads = codec.encode_columns(
+        np.zeros(len(frame), np.int64), timestamps_ms(frame), frame["card_id"],
+        frame["terminal_id"], frame["amount"],
+    )
+    header = payloads[0][: latency_probe.HEADER_SIZE]
+    assert payloads[0][latency_probe.HEADER_SIZE] == 0, "transaction_id is not the first field"
+    rests = [p[latency_probe.HEADER_SIZE + 1:] for p in payloads]
+    keys = [str(card).encode() for card in frame["card_id"].tolist()]
+    return header, rests, keys
+
+
+def check_wire(settings: Any, probe: latency_probe.DecisionProbe) -> None:
+    """The probe's fast id read agrees with a full Decision decode."""
+    from pipeline.serde import Serde
+
+    payload = probe.first_payload
+    if payload is None:
+        raise RuntimeError("no decision was read")
+    record = Serde.from_settings(settings).codec("Decision").decode(payload)
+    if record["transaction_id"] != latency_probe.first_long(payload):
+        raise RuntimeError("the probe misreads the Decision transaction_id")
+
+
+def run_mode(mode: str, args: argparse.Namespace, base_env: dict[str, str],
+             stream: tuple[bytes, list[bytes], list[bytes]], shared: dict[str, str],
+             bootstrap: str, registry_dir: str, work: Path) -> dict[str, Any]:
+    from pipeline.settings import load_settings
+
+    names = {k: benchkit.unique(f"{k}-{mode}") for k in ("tx", "dec", "al", "dlq")}
+    topic_env = {
+        "FRAUD_TOPICS__TRANSACTIONS": names["tx"], "FRAUD_TOPICS__DECISIONS": names["dec"],
+        "FRAUD_TOPICS__ALERTS": names["al"], "FRAUD_TOPICS__DLQ": names["dlq"],
+        "FRAUD_TOPICS__MODEL_CONTROL": shared["mc"],
+        "FRAUD_TOPICS__TERMINAL_FEATURES": shared["tf"],
+    }
+    os.environ.update(topic_env)
+    settings = load_settings(kafka_bootstrap_servers=bootstrap, registry_dir=registry_dir)
+    benchkit.create_topics(settings, {names[k]: args.partitions for k in names})
+
+    env = dict(base_env, **topic_env, FRAUD_KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+               FRAUD_REGISTRY_DIR=registry_dir, PYTHONPATH=str(benchkit.ROOT))
+    scorer_args = ["--group", benchkit.unique("latency"), "--worker-id", benchkit.unique("w"),
+                   "--batch-size", str(args.batch_size), "--no-metrics",
+                   "--exactly-once" if mode == "exactly-once" else "--at-least-once"]
+    if args.commit_interval_ms:
+        scorer_args += ["--commit-interval-ms", str(args.commit_interval_ms)]
+    header, rests, keys = stream
+    producer_config = settings.librdkafka_config(**{
+        "linger.ms": args.linger_ms, "compression.type": "lz4", "acks": "all",
+        "enable.idempotence": True, "partitioner": "murmur2_random",
+        "queue.buffering.max.messages": 1_000_000,
+    })
+    probe_config = settings.librdkafka_config(**{"group.id": benchkit.unique("probe")})
+
+    scorer = producer = probe = None
+    rows: list[dict[str, Any]] = []
+    try:
+        log(f"{mode}: starting the scorer and the producer")
+        scorer = ScorerProcess(env, scorer_args, work / f"scorer-{mode}.log")
+        producer = ProducerProcess(producer_config, header, rests, keys)
+        probe = latency_probe.DecisionProbe(probe_config, names["dec"], args.partitions)
+        scorer.wait_ready(args.start_timeout)
+        index = 0
+        for rate in args.rates:
+            seconds = args.warmup + args.seconds
+            log(f"{mode}: {rate:.0f}/s for {seconds:.0f}s ({args.warmup:.0f}s warm-up)")
+            load_before = load_average()
+            cpu_before, wall_before = scorer.cpu(), time.monotonic()
+            producer.start(latency_probe.PaceRequest(names["tx"], rate, seconds, index))
+            report = None
+            deadline = time.monotonic() + seconds + 60
+            while report is None and time.monotonic() < deadline:
+                probe.poll(0.05)
+                if producer.conn.poll(0):
+                    report = producer.result(0)
+            if report is None:
+                raise RuntimeError("the paced producer did not finish")
+            scorer_cores = (scorer.cpu() - cpu_before) / (time.monotonic() - wall_before)
+            index += len(report.send_us)
+            first_id = latency_probe.transaction_id(int(report.send_us[0]), 0)
+            drain_until = time.monotonic() + args.drain_timeout
+            while time.monotonic() < drain_until:
+                probe.pump(0.5)
+                ids, _, _ = probe.first_reads()
+                if int((ids >= first_id).sum()) >= len(report.send_us):
+                    break
+                if scorer.process.poll() is not None:
+                    raise RuntimeError(f"the scorer died:\n{scorer.tail()}")
+            ids, read_s, duplicates = probe.first_reads()
+            row = latency_probe.latency_row(rate, report, args.warmup, ids, read_s)
+            row.update(scorer_cpu_cores=round(scorer_cores, 2), duplicates_so_far=duplicates,
+                       load_before=load_before, load_after=load_average())
+            log(f"{mode}: {rate:.0f}/s -> {json.dumps(row)}")
+            rows.append(row)
+            probe.pump(args.pause)
+        check_wire(settings, probe)
+    finally:
+        if producer is not None:
+            producer.stop()
+        if scorer is not None:
+            scorer.stop()
+            log(f"{mode}: scorer said: {scorer.tail(2)}")
+        if probe is not None:
+            probe.close()
+    goal = GOALS_P99_MS[mode]
+    at_goal = min(rows, key=lambda r: abs(r["offered_per_s"] - GOAL_RATE)) if rows else None
+    return {
+        "rates": rows,
+        "goal": {"offered_per_s": GOAL_RATE, "p99_ms_at_most": goal,
+                 "met": bool(at_goal and at_goal["offered_per_s"] == GOAL_RATE
+                             and at_goal["p99_ms"] is not None and at_goal["p99_ms"] <= goal
+                             and at_goal["missing"] == 0)},
+    }
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rates", default="5000,20000", help="offered events/s, comma-separated")
+    parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per rate")
+    parser.add_argument("--warmup", type=float, default=3.0, help="excluded seconds per rate")
+    parser.add_argument("--mode", default=None, choices=sorted(GOALS_P99_MS))
+    parser.add_argument("--modes", default=None, help="comma-separated: at-least-once,exactly-once")
+    parser.add_argument("--batch-size", type=int, default=2000, help="scorer --batch-size")
+    parser.add_argument("--commit-interval-ms", type=int, default=None,
+                        help="scorer --commit-interval-ms [default: the scorer's]")
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--linger-ms", type=float, default=1.0, help="producer linger.ms")
+    parser.add_argument("--drain-timeout", type=float, default=30.0,
+                        help="most seconds to wait for the last decisions of a rate")
+    parser.add_argument("--pause", type=float, default=1.0, help="idle seconds between rates")
+    parser.add_argument("--start-timeout", type=float, default=180.0)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+    args.rates = [float(r) for r in args.rates.split(",") if r.strip()]
+    modes = args.modes or args.mode or "at-least-once"
+    args.modes = [m.strip() for m in modes.split(",") if m.strip()]
+    for mode in args.modes:
+        if mode not in GOALS_P99_MS:
+            parser.error(f"unknown mode {mode!r}")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    from pipeline.settings import load_settings
+    from pipeline.terminal import backfill
+
+    needed = sum(int(rate * (args.warmup + args.seconds)) for rate in args.rates)
+    base_env = dict(os.environ)
+    with benchkit.broker() as bootstrap, tempfile.TemporaryDirectory() as registry_dir, \
+            tempfile.TemporaryDirectory(prefix="fraud-latency-") as work:
+        days = TRAIN_DAYS + 7 + needed // 9000 + 2
+        log(f"simulating {days} days for {needed} transactions per mode")
+        frame = benchkit.simulated(days)
+        day = (frame["timestamp"] - frame["timestamp"].min()).dt.days.to_numpy()
+        version = benchkit.register_champion(frame[day < TRAIN_DAYS].reset_index(drop=True),
+                                             Path(registry_dir), TRAIN_DAYS)
+        history = frame[day < TRAIN_DAYS + 7]
+        stream_frame = frame[day >= TRAIN_DAYS + 7].reset_index(drop=True)
+        if len(stream_frame) < needed:
+            log(f"only {len(stream_frame)} transactions; the stream will repeat")
+        shared = {"mc": benchkit.unique("mc"), "tf": benchkit.unique("tf")}
+        os.environ.update({"FRAUD_TOPICS__MODEL_CONTROL": shared["mc"],
+                           "FRAUD_TOPICS__TERMINAL_FEATURES": shared["tf"]})
+        settings = load_settings(kafka_bootstrap_servers=bootstrap, registry_dir=registry_dir)
+        benchkit.create_topics(settings, {shared["mc"]: 1, shared["tf"]: 3})
+        log("publishing terminal histories (backfill)")
+        backfill(settings, history)
+        stream = encoded_stream(settings, stream_frame)
+        results = {mode: run_mode(mode, args, base_env, stream, shared, bootstrap, registry_dir,
+                                  Path(work)) for mode in args.modes}
+
+    first = args.modes[0]
+    report: dict[str, Any] = {
+        "rates": results[first]["rates"],
+        "mode": first,
+        "goal": results[first]["goal"],
+        "cores": os.cpu_count(),
+        "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+        "seconds_per_rate": args.seconds,
+        "warmup_s": args.warmup,
+        "batch_size": args.batch_size,
+        "commit_interval_ms": args.commit_interval_ms,
+        "partitions": args.partitions,
+        "producer_linger_ms": args.linger_ms,
+        "model": version,
+        "modes": results,
+    }
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for mode, result in results.items():
+            print(f"{mode}: goal {result['goal']}")
+            for row in result["rates"]:
+                print(f"  {row['offered_per_s']:>8.0f}/s achieved {row['achieved_per_s']:>8.0f}/s"
+                      f"  p50 {row['p50_ms']} ms  p99 {row['p99_ms']} ms  max {row['max_ms']} ms"
+                      f"  missing {row['missing']}")
+        print(f"cores {report['cores']}; {report['uptime']}")
+
+
+if __name__ == "__main__":
+    main()
