@@ -42,8 +42,7 @@ def top_reasons(
             if contribution <= 0.0:
                 break
             value = float(values[row, column])
-            reasons.append(
-                Reason(features[column], contribution, f"{texts[column]} (value {value:.4g})")
-            )
+            shown = "no history yet" if value != value else f"value {value:.4g}"
+            reasons.append(Reason(features[column], contribution, f"{texts[column]} ({shown})"))
         result.append(reasons)
     return result
