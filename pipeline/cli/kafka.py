@@ -1,4 +1,4 @@
-"""``fraud kafka up|down|status``: a local Apache Kafka (KRaft) without Docker."""
+"""``fraud kafka up|down|status|fetch``: a local Apache Kafka (KRaft) without Docker."""
 
 from __future__ import annotations
 
@@ -173,3 +173,24 @@ def _external_bootstrap(settings: Settings, spec: ClusterSpec) -> str | None:
     local = set(spec.bootstrap_servers.split(","))
     local |= {s.replace("127.0.0.1", "localhost") for s in local}
     return None if configured <= local else settings.kafka_bootstrap_servers
+
+
+@kafka.command()
+def fetch() -> None:
+    """Resolve the Apache Kafka jars from Maven Central into the cache (idempotent).
+
+    `fraud kafka up` does this by itself; run it ahead of time to warm the
+    cache (CI, image builds).
+
+    \b
+    Example:
+      fraud kafka fetch
+    """
+    from pipeline.localkafka.config import KAFKA_VERSION
+    from pipeline.localkafka.jars import ensure_jars
+
+    settings = load_settings()
+    libs = settings.cache_dir / f"kafka-{KAFKA_VERSION}" / "libs"
+    started = time.monotonic()
+    ensure_jars(libs, KAFKA_VERSION)
+    _say(f"Kafka {KAFKA_VERSION} jars ready in {libs} ({time.monotonic() - started:.1f}s)")
