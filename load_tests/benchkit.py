@@ -67,6 +67,22 @@ def create_topics(settings: Settings, names: dict[str, int]) -> None:
         future.result(30)
 
 
+def isolated_topics(bootstrap: str, partitions: int, **overrides: str) -> Settings:
+    """Settings whose every topic has a fresh uuid name, all created on the broker.
+
+    The names are exported as FRAUD_TOPICS__* so subprocesses see them too.
+    """
+    from pipeline.kafka.admin import create_topics as create_all
+    from pipeline.settings import TopicNames
+
+    suffix = uuid.uuid4().hex[:8]
+    for field in TopicNames.model_fields:
+        os.environ[f"FRAUD_TOPICS__{field.upper()}"] = f"bench-{field}-{suffix}"
+    settings = load_settings(kafka_bootstrap_servers=bootstrap, partitions=partitions, **overrides)
+    create_all(settings)
+    return settings
+
+
 def topic_partitions(settings: Settings, topic: str) -> list[int]:
     from confluent_kafka.admin import AdminClient
 

@@ -106,7 +106,7 @@ class PacedSender:
             self.errors += 1
 
     def send(self, request: PaceRequest) -> PaceReport:
-        total = int(round(request.rate * request.seconds))
+        total = round(request.rate * request.seconds)
         send_us = np.zeros(total, np.int64)
         lag = np.zeros(total, np.float64)
         producer, produce = self.producer, self.producer.produce
@@ -170,7 +170,14 @@ class DecisionProbe:
     inflated by batching in the probe itself.
     """
 
-    def __init__(self, config: dict[str, Any], topic: str, partitions: int) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        topic: str,
+        partitions: int,
+        decode: Any = None,
+        sample_every: int = 50,
+    ) -> None:
         from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
         self.consumer = Consumer(
@@ -182,10 +189,14 @@ class DecisionProbe:
                 "fetch.wait.max.ms": 10,
             }
         )
-        self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+        self.consumer.assign(
+            [TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)]
+        )
         self._ids: list[np.ndarray] = []
         self._read: list[np.ndarray] = []
         self.first_payload: bytes | None = None
+        self._decode, self._sample_every, self._seen = decode, sample_every, 0
+        self.samples: list[tuple[int, float, float, float]] = []
 
     def poll(self, timeout_s: float) -> int:
         first = self.consumer.poll(timeout_s)
@@ -193,14 +204,33 @@ class DecisionProbe:
             return 0
         messages = [first, *self.consumer.consume(100_000, 0)]
         read_s = time.time()
-        ids = [first_long(m.value()) for m in messages if m.error() is None and m.value()]
-        if not ids:
+        values: list[bytes] = [v for m in messages if m.error() is None and (v := m.value())]
+        if not values:
             return 0
+        ids = [first_long(value) for value in values]
         if self.first_payload is None:
-            self.first_payload = next(m.value() for m in messages if m.error() is None)
+            self.first_payload = values[0]
         self._ids.append(np.asarray(ids, np.int64))
         self._read.append(np.full(len(ids), read_s))
+        if self._decode is not None:
+            self._sample(values, read_s)
         return len(ids)
+
+    def _sample(self, values: list[bytes], read_s: float) -> None:
+        """Full decode of every n-th decision: (id, decided_at, processing, read) in ms."""
+        for value in values:
+            self._seen += 1
+            if self._seen % self._sample_every:
+                continue
+            record = self._decode(value)
+            self.samples.append(
+                (
+                    int(record["transaction_id"]),
+                    float(record["decided_at"]),
+                    float(record["processing_ms"]),
+                    read_s * 1000.0,
+                )
+            )
 
     def pump(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -220,12 +250,39 @@ class DecisionProbe:
         self.consumer.close()
 
 
+def stage_breakdown(
+    samples: list[tuple[int, float, float, float]], id_from: int, id_to: int
+) -> dict[str, Any]:
+    """Where the time goes, from sampled decisions sent in ``[id_from, id_to)``.
+
+    to_decided: send to the scorer's decision timestamp (transport, consumer
+    queue, batching, processing); processing: consume to decision inside the
+    scorer; decided_to_read: produce of the decision to the probe reading it
+    (linger, acks, transaction commit, fetch). Millisecond clocks: +-1 ms.
+    """
+    rows = np.asarray([s for s in samples if id_from <= s[0] < id_to], np.float64)
+    if len(rows) == 0:
+        return {}
+    send_ms = send_seconds(rows[:, 0].astype(np.int64)) * 1000.0
+    stages = {
+        "to_decided": rows[:, 1] - send_ms,
+        "processing": rows[:, 2],
+        "decided_to_read": rows[:, 3] - rows[:, 1],
+    }
+    out: dict[str, Any] = {"samples": len(rows)}
+    for name, values in stages.items():
+        out[f"{name}_p50_ms"] = round(float(np.percentile(values, 50)), 2)
+        out[f"{name}_p99_ms"] = round(float(np.percentile(values, 99)), 2)
+    return out
+
+
 def latency_row(
     offered: float,
     report: PaceReport,
     warmup_s: float,
     ids: np.ndarray,
     read_s: np.ndarray,
+    samples: list[tuple[int, float, float, float]] | None = None,
 ) -> dict[str, Any]:
     """Figures of one offered rate over the sends after the warm-up."""
     measure_from = report.started_s + warmup_s
@@ -260,4 +317,5 @@ def latency_row(
         "send_lag_p99_ms": pct(lag, 99),
         "send_lag_max_ms": round(float(lag.max()), 2) if len(lag) else None,
         "delivery_errors": report.delivery_errors,
+        "stages": stage_breakdown(samples or [], sent_ids_from, sent_ids_to),
     }

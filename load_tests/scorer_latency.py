@@ -15,6 +15,7 @@ id). The first ``--warmup`` seconds of every rate are excluded.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -50,12 +51,18 @@ class ScorerProcess:
 
     def __init__(self, env: dict[str, str], args: list[str], log_path: Path) -> None:
         fraud = Path(sys.executable).with_name("fraud")
-        command = [str(fraud)] if fraud.exists() else [sys.executable, "-c",
-                                                       "from pipeline.cli import main; main()"]
+        command = (
+            [str(fraud)]
+            if fraud.exists()
+            else [sys.executable, "-c", "from pipeline.cli import main; main()"]
+        )
         self.log_path = log_path
         self._log = log_path.open("w")
         self.process = subprocess.Popen(
-            [*command, "score", *args], env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            [*command, "score", *args],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             cwd=benchkit.ROOT,
         )
 
@@ -92,12 +99,14 @@ class ScorerProcess:
 class ProducerProcess:
     """The paced producer in a spawned process (no GIL shared with the probe)."""
 
-    def __init__(self, config: dict[str, Any], header: bytes, rests: list[bytes],
-                 keys: list[bytes]) -> None:
+    def __init__(
+        self, config: dict[str, Any], header: bytes, rests: list[bytes], keys: list[bytes]
+    ) -> None:
         context = multiprocessing.get_context("spawn")
         self.conn, child = context.Pipe()
         self.process = context.Process(
-            target=latency_probe.producer_main, args=(child, config, header, rests, keys),
+            target=latency_probe.producer_main,
+            args=(child, config, header, rests, keys),
             daemon=True,
         )
         self.process.start()
@@ -112,10 +121,8 @@ class ProducerProcess:
         return self.conn.recv() if self.conn.poll(timeout_s) else None
 
     def stop(self) -> None:
-        try:
+        with contextlib.suppress(OSError, BrokenPipeError):
             self.conn.send(None)
-        except (OSError, BrokenPipeError):
-            pass
         self.process.join(15)
         if self.process.is_alive():
             self.process.kill()
@@ -131,12 +138,15 @@ def encoded_stream(settings: Any, frame: Any) -> tuple[bytes, list[bytes], list[
 
     codec = Serde.from_settings(settings).transactions()
     payloads = codec.encode_columns(
-        np.zeros(len(frame), np.int64), timestamps_ms(frame), frame["card_id"],
-        frame["terminal_id"], frame["amount"],
+        np.zeros(len(frame), np.int64),
+        timestamps_ms(frame),
+        frame["card_id"],
+        frame["terminal_id"],
+        frame["amount"],
     )
     header = payloads[0][: latency_probe.HEADER_SIZE]
     assert payloads[0][latency_probe.HEADER_SIZE] == 0, "transaction_id is not the first field"
-    rests = [p[latency_probe.HEADER_SIZE + 1:] for p in payloads]
+    rests = [p[latency_probe.HEADER_SIZE + 1 :] for p in payloads]
     keys = [str(card).encode() for card in frame["card_id"].tolist()]
     return header, rests, keys
 
@@ -153,35 +163,63 @@ def check_wire(settings: Any, probe: latency_probe.DecisionProbe) -> None:
         raise RuntimeError("the probe misreads the Decision transaction_id")
 
 
-def run_mode(mode: str, args: argparse.Namespace, base_env: dict[str, str],
-             stream: tuple[bytes, list[bytes], list[bytes]], shared: dict[str, str],
-             bootstrap: str, registry_dir: str, work: Path) -> dict[str, Any]:
-    from pipeline.settings import load_settings
+def run_mode(
+    mode: str,
+    args: argparse.Namespace,
+    base_env: dict[str, str],
+    stream: tuple[bytes, list[bytes], list[bytes]],
+    shared: dict[str, str],
+    bootstrap: str,
+    registry_dir: str,
+    work: Path,
+) -> dict[str, Any]:
+    from pipeline.kafka.admin import create_topics
+    from pipeline.settings import TopicNames, load_settings
 
-    names = {k: benchkit.unique(f"{k}-{mode}") for k in ("tx", "dec", "al", "dlq")}
     topic_env = {
-        "FRAUD_TOPICS__TRANSACTIONS": names["tx"], "FRAUD_TOPICS__DECISIONS": names["dec"],
-        "FRAUD_TOPICS__ALERTS": names["al"], "FRAUD_TOPICS__DLQ": names["dlq"],
-        "FRAUD_TOPICS__MODEL_CONTROL": shared["mc"],
-        "FRAUD_TOPICS__TERMINAL_FEATURES": shared["tf"],
+        f"FRAUD_TOPICS__{field.upper()}": benchkit.unique(f"{field}-{mode}")
+        for field in TopicNames.model_fields
     }
+    topic_env.update(
+        FRAUD_TOPICS__MODEL_CONTROL=shared["mc"], FRAUD_TOPICS__TERMINAL_FEATURES=shared["tf"]
+    )
     os.environ.update(topic_env)
-    settings = load_settings(kafka_bootstrap_servers=bootstrap, registry_dir=registry_dir)
-    benchkit.create_topics(settings, {names[k]: args.partitions for k in names})
+    settings = load_settings(
+        kafka_bootstrap_servers=bootstrap, registry_dir=registry_dir, partitions=args.partitions
+    )
+    create_topics(settings)  # the product's specs: compacted changelog, co-partitioned
+    names = {"tx": settings.topics.transactions, "dec": settings.topics.decisions}
 
-    env = dict(base_env, **topic_env, FRAUD_KAFKA_BOOTSTRAP_SERVERS=bootstrap,
-               FRAUD_REGISTRY_DIR=registry_dir, PYTHONPATH=str(benchkit.ROOT))
-    scorer_args = ["--group", benchkit.unique("latency"), "--worker-id", benchkit.unique("w"),
-                   "--batch-size", str(args.batch_size), "--no-metrics",
-                   "--exactly-once" if mode == "exactly-once" else "--at-least-once"]
+    env = dict(
+        base_env,
+        **topic_env,
+        FRAUD_KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+        FRAUD_REGISTRY_DIR=registry_dir,
+        PYTHONPATH=str(benchkit.ROOT),
+    )
+    scorer_args = [
+        "--group",
+        benchkit.unique("latency"),
+        "--worker-id",
+        benchkit.unique("w"),
+        "--batch-size",
+        str(args.batch_size),
+        "--no-metrics",
+        "--exactly-once" if mode == "exactly-once" else "--at-least-once",
+    ]
     if args.commit_interval_ms:
         scorer_args += ["--commit-interval-ms", str(args.commit_interval_ms)]
     header, rests, keys = stream
-    producer_config = settings.librdkafka_config(**{
-        "linger.ms": args.linger_ms, "compression.type": "lz4", "acks": "all",
-        "enable.idempotence": True, "partitioner": "murmur2_random",
-        "queue.buffering.max.messages": 1_000_000,
-    })
+    producer_config = settings.librdkafka_config(
+        **{
+            "linger.ms": args.linger_ms,
+            "compression.type": "lz4",
+            "acks": "all",
+            "enable.idempotence": True,
+            "partitioner": "murmur2_random",
+            "queue.buffering.max.messages": 1_000_000,
+        }
+    )
     probe_config = settings.librdkafka_config(**{"group.id": benchkit.unique("probe")})
 
     scorer = producer = probe = None
@@ -190,7 +228,14 @@ def run_mode(mode: str, args: argparse.Namespace, base_env: dict[str, str],
         log(f"{mode}: starting the scorer and the producer")
         scorer = ScorerProcess(env, scorer_args, work / f"scorer-{mode}.log")
         producer = ProducerProcess(producer_config, header, rests, keys)
-        probe = latency_probe.DecisionProbe(probe_config, names["dec"], args.partitions)
+        from pipeline.serde import Serde
+
+        probe = latency_probe.DecisionProbe(
+            probe_config,
+            names["dec"],
+            args.partitions,
+            Serde.from_settings(settings).codec("Decision").decode,
+        )
         scorer.wait_ready(args.start_timeout)
         index = 0
         for rate in args.rates:
@@ -219,9 +264,13 @@ def run_mode(mode: str, args: argparse.Namespace, base_env: dict[str, str],
                 if scorer.process.poll() is not None:
                     raise RuntimeError(f"the scorer died:\n{scorer.tail()}")
             ids, read_s, duplicates = probe.first_reads()
-            row = latency_probe.latency_row(rate, report, args.warmup, ids, read_s)
-            row.update(scorer_cpu_cores=round(scorer_cores, 2), duplicates_so_far=duplicates,
-                       load_before=load_before, load_after=load_average())
+            row = latency_probe.latency_row(rate, report, args.warmup, ids, read_s, probe.samples)
+            row.update(
+                scorer_cpu_cores=round(scorer_cores, 2),
+                duplicates_so_far=duplicates,
+                load_before=load_before,
+                load_after=load_average(),
+            )
             log(f"{mode}: {rate:.0f}/s -> {json.dumps(row)}")
             rows.append(row)
             probe.pump(args.pause)
@@ -238,28 +287,44 @@ def run_mode(mode: str, args: argparse.Namespace, base_env: dict[str, str],
     at_goal = min(rows, key=lambda r: abs(r["offered_per_s"] - GOAL_RATE)) if rows else None
     return {
         "rates": rows,
-        "goal": {"offered_per_s": GOAL_RATE, "p99_ms_at_most": goal,
-                 "met": bool(at_goal and at_goal["offered_per_s"] == GOAL_RATE
-                             and at_goal["p99_ms"] is not None and at_goal["p99_ms"] <= goal
-                             and at_goal["missing"] == 0)},
+        "goal": {
+            "offered_per_s": GOAL_RATE,
+            "p99_ms_at_most": goal,
+            "met": bool(
+                at_goal
+                and at_goal["offered_per_s"] == GOAL_RATE
+                and at_goal["p99_ms"] is not None
+                and at_goal["p99_ms"] <= goal
+                and at_goal["missing"] == 0
+            ),
+        },
     }
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rates", default="5000,20000", help="offered events/s, comma-separated")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per rate")
     parser.add_argument("--warmup", type=float, default=3.0, help="excluded seconds per rate")
     parser.add_argument("--mode", default=None, choices=sorted(GOALS_P99_MS))
     parser.add_argument("--modes", default=None, help="comma-separated: at-least-once,exactly-once")
     parser.add_argument("--batch-size", type=int, default=2000, help="scorer --batch-size")
-    parser.add_argument("--commit-interval-ms", type=int, default=None,
-                        help="scorer --commit-interval-ms [default: the scorer's]")
+    parser.add_argument(
+        "--commit-interval-ms",
+        type=int,
+        default=None,
+        help="scorer --commit-interval-ms [default: the scorer's]",
+    )
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--linger-ms", type=float, default=1.0, help="producer linger.ms")
-    parser.add_argument("--drain-timeout", type=float, default=30.0,
-                        help="most seconds to wait for the last decisions of a rate")
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30.0,
+        help="most seconds to wait for the last decisions of a rate",
+    )
     parser.add_argument("--pause", type=float, default=1.0, help="idle seconds between rates")
     parser.add_argument("--start-timeout", type=float, default=180.0)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -280,28 +345,40 @@ def main() -> None:
 
     needed = sum(int(rate * (args.warmup + args.seconds)) for rate in args.rates)
     base_env = dict(os.environ)
-    with benchkit.broker() as bootstrap, tempfile.TemporaryDirectory() as registry_dir, \
-            tempfile.TemporaryDirectory(prefix="fraud-latency-") as work:
+    with (
+        benchkit.broker() as bootstrap,
+        tempfile.TemporaryDirectory() as registry_dir,
+        tempfile.TemporaryDirectory(prefix="fraud-latency-") as work,
+    ):
         days = TRAIN_DAYS + 7 + needed // 9000 + 2
         log(f"simulating {days} days for {needed} transactions per mode")
         frame = benchkit.simulated(days)
         day = (frame["timestamp"] - frame["timestamp"].min()).dt.days.to_numpy()
-        version = benchkit.register_champion(frame[day < TRAIN_DAYS].reset_index(drop=True),
-                                             Path(registry_dir), TRAIN_DAYS)
+        version = benchkit.register_champion(
+            frame[day < TRAIN_DAYS].reset_index(drop=True), Path(registry_dir), TRAIN_DAYS
+        )
         history = frame[day < TRAIN_DAYS + 7]
         stream_frame = frame[day >= TRAIN_DAYS + 7].reset_index(drop=True)
         if len(stream_frame) < needed:
             log(f"only {len(stream_frame)} transactions; the stream will repeat")
         shared = {"mc": benchkit.unique("mc"), "tf": benchkit.unique("tf")}
-        os.environ.update({"FRAUD_TOPICS__MODEL_CONTROL": shared["mc"],
-                           "FRAUD_TOPICS__TERMINAL_FEATURES": shared["tf"]})
+        os.environ.update(
+            {
+                "FRAUD_TOPICS__MODEL_CONTROL": shared["mc"],
+                "FRAUD_TOPICS__TERMINAL_FEATURES": shared["tf"],
+            }
+        )
         settings = load_settings(kafka_bootstrap_servers=bootstrap, registry_dir=registry_dir)
         benchkit.create_topics(settings, {shared["mc"]: 1, shared["tf"]: 3})
         log("publishing terminal histories (backfill)")
         backfill(settings, history)
         stream = encoded_stream(settings, stream_frame)
-        results = {mode: run_mode(mode, args, base_env, stream, shared, bootstrap, registry_dir,
-                                  Path(work)) for mode in args.modes}
+        results = {
+            mode: run_mode(
+                mode, args, base_env, stream, shared, bootstrap, registry_dir, Path(work)
+            )
+            for mode in args.modes
+        }
 
     first = args.modes[0]
     report: dict[str, Any] = {
@@ -325,9 +402,11 @@ def main() -> None:
         for mode, result in results.items():
             print(f"{mode}: goal {result['goal']}")
             for row in result["rates"]:
-                print(f"  {row['offered_per_s']:>8.0f}/s achieved {row['achieved_per_s']:>8.0f}/s"
-                      f"  p50 {row['p50_ms']} ms  p99 {row['p99_ms']} ms  max {row['max_ms']} ms"
-                      f"  missing {row['missing']}")
+                print(
+                    f"  {row['offered_per_s']:>8.0f}/s achieved {row['achieved_per_s']:>8.0f}/s"
+                    f"  p50 {row['p50_ms']} ms  p99 {row['p99_ms']} ms  max {row['max_ms']} ms"
+                    f"  missing {row['missing']}"
+                )
         print(f"cores {report['cores']}; {report['uptime']}")
 
 

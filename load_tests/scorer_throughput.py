@@ -86,7 +86,9 @@ def io_ceiling(settings, source: str, sink: str, events: int, batch_size: int) -
     return done / elapsed
 
 
-def scorer_run(settings, events: int, batch_size: int, exactly_once: bool) -> dict:
+def scorer_run(
+    settings, events: int, batch_size: int, exactly_once: bool, monitoring: bool = True
+) -> dict:
     """One scorer from scratch: a fresh group and a fresh (empty) state changelog."""
     from pipeline.metrics import ScorerMetrics
 
@@ -101,7 +103,8 @@ def scorer_run(settings, events: int, batch_size: int, exactly_once: bool) -> di
     worker = ScorerWorker(
         settings,
         ScorerConfig(group_id=benchkit.unique("scorer"), batch_size=batch_size,
-                     exactly_once=exactly_once, worker_id=benchkit.unique("w")),
+                     exactly_once=exactly_once, worker_id=benchkit.unique("w"),
+                     outcomes=monitoring, monitor_stats=monitoring),
         metrics=ScorerMetrics(),
     )
     worker.start()
@@ -155,10 +158,10 @@ def main() -> None:
     parser.add_argument("--modes", default="at-least-once",
                         help="comma-separated: at-least-once, exactly-once")
     parser.add_argument("--no-faust", action="store_true")
+    parser.add_argument("--monitoring-cost", action="store_true",
+                        help="also run at-least-once without the label join and window stats")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
-
-    from pipeline.settings import load_settings
 
     with benchkit.broker() as bootstrap, tempfile.TemporaryDirectory() as registry_dir:
         days = max(25, int(args.events / 9500) + 23)
@@ -167,20 +170,10 @@ def main() -> None:
         version = benchkit.register_champion(frame, Path(registry_dir))
         history = frame
         frame = frame.iloc[-args.events:].reset_index(drop=True)
-        names = {k: benchkit.unique(k) for k in ("tx", "dec", "al", "dlq", "mc", "ceil", "fdec", "tf", "cl")}
-        os.environ.update({
-            "FRAUD_TOPICS__TRANSACTIONS": names["tx"], "FRAUD_TOPICS__DECISIONS": names["dec"],
-            "FRAUD_TOPICS__ALERTS": names["al"], "FRAUD_TOPICS__DLQ": names["dlq"],
-            "FRAUD_TOPICS__MODEL_CONTROL": names["mc"],
-            "FRAUD_TOPICS__TERMINAL_FEATURES": names["tf"],
-            "FRAUD_TOPICS__CARD_STATE_CHANGELOG": names["cl"],
-        })
-        settings = load_settings(kafka_bootstrap_servers=bootstrap, registry_dir=registry_dir)
-        benchkit.create_topics(settings, {
-            names["tx"]: args.partitions, names["dec"]: args.partitions, names["al"]: args.partitions,
-            names["dlq"]: args.partitions, names["mc"]: 1, names["ceil"]: args.partitions,
-            names["fdec"]: args.partitions, names["tf"]: 3, names["cl"]: args.partitions,
-        })
+        settings = benchkit.isolated_topics(bootstrap, args.partitions, registry_dir=registry_dir)
+        extra = {"ceil": benchkit.unique("ceiling"), "fdec": benchkit.unique("faust-decisions")}
+        benchkit.create_topics(settings, {name: args.partitions for name in extra.values()})
+        names = {"tx": settings.topics.transactions, **extra}
         from pipeline.terminal import backfill
 
         log("publishing terminal histories (backfill)")
@@ -195,6 +188,11 @@ def main() -> None:
             log(f"scorer, {mode}")
             results[mode] = scorer_run(settings, len(frame), args.batch_size,
                                        exactly_once=(mode == "exactly-once"))
+        if args.monitoring_cost:
+            log("scorer, at-least-once, no monitoring outputs")
+            results["at-least-once-no-monitoring"] = scorer_run(
+                settings, len(frame), args.batch_size, exactly_once=False, monitoring=False
+            )
         faust = None
         if not args.no_faust:
             log("faust agent")

@@ -34,6 +34,10 @@ class ScorerConfig:
     explain: bool = True
     terminal_features: bool = True
     changelog: bool = True
+    outcomes: bool = True
+    monitor_stats: bool = True
+    stats_window_ms: int = 3_600_000
+    stats_grace_ms: int = 600_000
     terminal_catch_up_timeout_s: float = 60.0
     latency_sample_every: int = 64
 

@@ -33,15 +33,18 @@ from confluent_kafka import (
 
 from pipeline.errors import FraudError
 from pipeline.features import FEATURE_NAMES, CardStateStore, TerminalPrimitives, describe
+from pipeline.features.spec import DAY_MS
 from pipeline.kafka import make_admin, make_producer
 from pipeline.metrics import ScorerMetrics
 from pipeline.policy import ACTIONS, DecisionPolicy
 from pipeline.registry import ModelRegistry, RegistryError
 from pipeline.scorer.changelog import DirtyBuckets, bucket_records
 from pipeline.scorer.config import ScorerConfig
+from pipeline.scorer.labels import LabelJoiner
 from pipeline.scorer.outputs import BatchRows, alert_records, encode_decisions
 from pipeline.scorer.restore import restore_state
 from pipeline.scoring import ScoringEngine, ServingModel
+from pipeline.scoring.window_stats import WindowStats
 from pipeline.serde import Serde, dlq_headers
 from pipeline.settings import Settings
 
@@ -73,6 +76,7 @@ class RunSummary:
     batches: int = 0
     model_swaps: int = 0
     model_refusals: int = 0
+    outcomes: int = 0
     seconds: float = 0.0
     first_batch_at: float = 0.0
     last_batch_at: float = 0.0
@@ -128,6 +132,12 @@ class ScorerWorker:
         self._control: Consumer | None = None
         self._stop = threading.Event()
         self._dirty = DirtyBuckets()
+        self._labels: LabelJoiner | None = None
+        self._stats = WindowStats(
+            self.config.stats_window_ms, self.config.stats_grace_ms, len(FEATURE_NAMES)
+        )
+        self.outcome_codec = self.serde.codec("Outcome")
+        self.stats_codec = self.serde.codec("MonitorStats")
 
     # --- lifecycle -------------------------------------------------------------
     def start(self) -> None:
@@ -150,6 +160,13 @@ class ScorerWorker:
                 self._producer.init_transactions(30)
             except KafkaException as exc:
                 raise ScorerError(f"cannot initialise transactions: {exc}") from exc
+        if self.config.outcomes:
+            self._labels = LabelJoiner(
+                self.settings,
+                self.serde.codec("Label"),
+                self.decision_codec,
+                retention_ms=(self.settings.label_delay_days + 1) * DAY_MS,
+            )
         self._consumer = Consumer(self._consumer_config())
         self._consumer.subscribe(
             [self.topics.transactions],
@@ -199,6 +216,8 @@ class ScorerWorker:
                         self.summary.first_batch_at = last_data
                     self._process(messages)
                     self.summary.last_batch_at = time.monotonic()
+                self._poll_labels()
+                self._emit_windows(self._stats.due())
                 self._maybe_commit()
                 handled = self.summary.decided + self.summary.dead_lettered
                 if max_events is not None and handled >= max_events:
@@ -216,9 +235,15 @@ class ScorerWorker:
         """Commit what is done, leave the group, release clients."""
         try:
             if self._consumer is not None:
+                if self._producer is not None and self.config.monitor_stats:
+                    self._begin_transaction()
+                    self._emit_windows(self._stats.drain())
                 self._commit()
                 self._consumer.close()
         finally:
+            if self._labels is not None:
+                self._labels.close()
+                self._labels = None
             closer = getattr(self.terminal_source, "close", None)
             if callable(closer):
                 closer()
@@ -239,6 +264,10 @@ class ScorerWorker:
         ]
         if self.config.changelog:
             needed.append(self.topics.card_state_changelog)
+        if self.config.outcomes:
+            needed.extend([self.topics.labels, self.topics.outcomes])
+        if self.config.monitor_stats:
+            needed.append(self.topics.monitor_stats)
         admin = make_admin(self.settings)
         try:
             existing = admin.list_topics(timeout=15).topics
@@ -325,6 +354,7 @@ class ScorerWorker:
         decisions = encode_decisions(
             self.decision_codec, rows, features, scored, model, decided_at, processing_ms
         )
+        self._track(rows, scored.scores, scored.actions, features, decided_at, processing_ms)
         ok_keys = keys if len(indices) == n_in else [keys[i] for i in indices.tolist()]
         self._produce_many(self.topics.decisions, ok_keys, decisions)
         alerts = alert_records(rows, scored, model, decided_at)
@@ -351,6 +381,77 @@ class ScorerWorker:
             produced_ms = kept[i].timestamp()[1]
             if produced_ms > 0:
                 self.metrics.end_to_end_seconds.observe(max(now_ms - produced_ms, 0.0) / 1000.0)
+
+    def _track(
+        self,
+        rows: BatchRows,
+        scores: np.ndarray,
+        actions: np.ndarray,
+        features: np.ndarray,
+        decided_at: int,
+        processing_ms: float,
+    ) -> None:
+        """Feed the label join and the window statistics."""
+        if self.config.monitor_stats:
+            self._stats.add(rows.timestamp, scores, actions, features, processing_ms)
+        labels = self._labels
+        if labels is None:
+            return
+        assert self.engine is not None
+        model = self.engine.model
+        for partition in np.unique(rows.partition).tolist():
+            where = rows.partition == partition
+            pending = labels.pending.get(partition)
+            if pending is not None:
+                pending.add(
+                    rows.transaction_id[where],
+                    rows.card_id[where],
+                    rows.timestamp[where],
+                    scores[where],
+                    actions[where],
+                    model.name,
+                    model.version,
+                    decided_at,
+                )
+            labels.observe(partition, int(rows.timestamp[where].max()))
+
+    def _poll_labels(self) -> None:
+        labels = self._labels
+        if labels is None or not labels.pending:
+            return
+        result = labels.poll()
+        if not result.outcomes and not result.rejected:
+            return
+        self._begin_transaction()
+        for message, reason, detail in result.rejected:
+            self._dead_letter(message, reason, detail, "join")
+        if result.outcomes:
+            payloads = self.outcome_codec.encode_batch(result.outcomes)
+            keys = [record["model_name"].encode() for record in result.outcomes]
+            self._produce_many(self.topics.outcomes, keys, payloads)
+            self.summary.outcomes += len(payloads)
+        self._uncommitted_batches += 1
+
+    def _emit_windows(self, windows: list[Any]) -> None:
+        if not windows or self.engine is None:
+            return
+        self._begin_transaction()
+        model = self.engine.model
+        records = [
+            window.record(
+                worker_id=self.config.worker_id,
+                model_name=model.name,
+                model_version=model.version,
+                feature_set_version=model.feature_set_version,
+                feature_names=list(model.features),
+            )
+            for window in windows
+        ]
+        payloads = self.stats_codec.encode_batch(records)
+        self._produce_many(
+            self.topics.monitor_stats, [model.name.encode()] * len(payloads), payloads
+        )
+        self._uncommitted_batches += 1
 
     def _usable(self, message: Message) -> bool:
         error = message.error()
@@ -410,6 +511,8 @@ class ScorerWorker:
         self._produce(self.topics.dlq, message.key(), message.value() or b"", headers)
         self.summary.dead_lettered += 1
         self.metrics.dead_letters.labels(reason=reason).inc()
+        if stage != "join":
+            self._stats.dead_letter()
 
     def _produce(
         self,
@@ -466,6 +569,8 @@ class ScorerWorker:
             TopicPartition(self.topics.transactions, partition, offset)
             for partition, offset in self._next_offsets.items()
         ]
+        if self._labels is not None:
+            offsets.extend(self._labels.committable())
         if self.config.exactly_once:
             if self._in_transaction:
                 try:
@@ -492,6 +597,8 @@ class ScorerWorker:
             elif offsets:
                 consumer.commit(offsets=offsets, asynchronous=True)
         self._next_offsets.clear()
+        if self._labels is not None:
+            self._labels.committed()
         self._uncommitted_batches = 0
         self._last_commit = time.monotonic()
 
@@ -561,11 +668,21 @@ class ScorerWorker:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._restore([tp.partition for tp in partitions])
+        if self._labels is not None and partitions:
+            wanted = [TopicPartition(self.topics.labels, tp.partition) for tp in partitions]
+            committed = consumer.committed(wanted, timeout=30)
+            self._labels.assign({tp.partition: tp.offset for tp in committed})
+            for tp in partitions:
+                rebuilt = self._labels.rebuild(tp.partition)
+                if rebuilt:
+                    log.info("partition %d: %d decisions await labels", tp.partition, rebuilt)
         self.metrics.assigned_partitions.set(len(self.states))
         log.info("assigned %s", sorted(tp.partition for tp in partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._commit()
+        if self._labels is not None:
+            self._labels.revoke([tp.partition for tp in partitions])
         for tp in partitions:
             self.states.pop(tp.partition, None)
             self._dirty.forget(tp.partition)
@@ -573,6 +690,8 @@ class ScorerWorker:
         log.info("revoked %s", sorted(tp.partition for tp in partitions))
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._labels is not None:
+            self._labels.revoke([tp.partition for tp in partitions])
         for tp in partitions:
             self.states.pop(tp.partition, None)
             self._next_offsets.pop(tp.partition, None)

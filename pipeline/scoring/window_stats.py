@@ -1,0 +1,150 @@
+"""Per-window monitoring statistics of one worker, cheap enough for the hot path.
+
+Windows are event-time intervals ``[start, start + length)``. A window is
+emitted once the worker's event-time watermark (the largest transaction time
+seen) passes its end plus a grace period. Every statistic is additive (counts,
+sums), so a late record that reopens an emitted window simply produces a
+second, partial record for it, which the monitor merges like any other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from pipeline.policy import APPROVE, DECLINE, REVIEW
+
+F64 = npt.NDArray[np.float64]
+
+
+@dataclass
+class WindowAccumulator:
+    start_ms: int
+    length_ms: int
+    n_features: int
+    bins: int
+    count: int = 0
+    actions: F64 = field(default_factory=lambda: np.zeros(3))
+    histogram: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    feature_sum: F64 = field(default_factory=lambda: np.zeros(0))
+    feature_sq: F64 = field(default_factory=lambda: np.zeros(0))
+    dead_letters: int = 0
+    latency_sum_ms: float = 0.0
+    latency_max_ms: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.histogram = np.zeros(self.bins, np.int64)
+        self.feature_sum = np.zeros(self.n_features)
+        self.feature_sq = np.zeros(self.n_features)
+
+    def add(
+        self,
+        scores: F64,
+        actions: npt.NDArray[np.int8],
+        features: npt.NDArray[Any],
+        latency_ms: float,
+    ) -> None:
+        n = len(scores)
+        self.count += n
+        self.actions += np.bincount(actions, minlength=3)[:3]
+        bins = np.minimum((scores * self.bins).astype(np.int64), self.bins - 1)
+        self.histogram += np.bincount(np.maximum(bins, 0), minlength=self.bins)
+        values = np.nan_to_num(features.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        self.feature_sum += values.sum(axis=0)
+        self.feature_sq += (values * values).sum(axis=0)
+        self.latency_sum_ms += latency_ms * n
+        self.latency_max_ms = max(self.latency_max_ms, latency_ms)
+
+    def record(
+        self,
+        *,
+        worker_id: str,
+        model_name: str,
+        model_version: str,
+        feature_set_version: str,
+        feature_names: list[str],
+    ) -> dict[str, Any]:
+        count = max(self.count, 1)
+        mean = self.feature_sum / count
+        std = np.sqrt(np.maximum(self.feature_sq / count - mean * mean, 0.0))
+        return {
+            "worker_id": worker_id,
+            "model_name": model_name,
+            "model_version": model_version,
+            "rollout_arm": "champion",
+            "window_start": self.start_ms,
+            "window_end": self.start_ms + self.length_ms,
+            "count": self.count,
+            "approved": int(self.actions[APPROVE]),
+            "reviewed": int(self.actions[REVIEW]),
+            "declined": int(self.actions[DECLINE]),
+            "alerts": int(self.actions[REVIEW] + self.actions[DECLINE]),
+            "dead_letters": self.dead_letters,
+            "score_histogram": self.histogram.tolist(),
+            "feature_set_version": feature_set_version,
+            "feature_names": feature_names,
+            "feature_mean": mean.tolist(),
+            "feature_std": std.tolist(),
+            "latency_ms_mean": self.latency_sum_ms / count,
+            "latency_ms_max": self.latency_max_ms,
+        }
+
+
+class WindowStats:
+    """Open windows of one worker, keyed by start time."""
+
+    def __init__(self, length_ms: int, grace_ms: int, n_features: int, bins: int = 20) -> None:
+        self.length_ms = length_ms
+        self.grace_ms = grace_ms
+        self.n_features = n_features
+        self.bins = bins
+        self.watermark_ms = -1
+        self._open: dict[int, WindowAccumulator] = {}
+
+    def add(
+        self,
+        ts_ms: npt.NDArray[np.int64],
+        scores: F64,
+        actions: npt.NDArray[np.int8],
+        features: npt.NDArray[Any],
+        latency_ms: float,
+    ) -> None:
+        if len(ts_ms) == 0:
+            return
+        starts = (ts_ms // self.length_ms) * self.length_ms
+        for start in np.unique(starts).tolist():
+            rows = starts == start
+            window = self._window(start)
+            window.add(scores[rows], actions[rows], features[rows], latency_ms)
+        self.watermark_ms = max(self.watermark_ms, int(ts_ms.max()))
+
+    def dead_letter(self, count: int = 1) -> None:
+        """Bad records count in the newest open window (they have no event time)."""
+        start = (max(self.watermark_ms, 0) // self.length_ms) * self.length_ms
+        self._window(start).dead_letters += count
+
+    def due(self) -> list[WindowAccumulator]:
+        """Windows whose end plus grace the watermark has passed, oldest first."""
+        ready = [
+            start
+            for start in self._open
+            if start + self.length_ms + self.grace_ms <= self.watermark_ms
+        ]
+        return [self._open.pop(start) for start in sorted(ready)]
+
+    def drain(self) -> list[WindowAccumulator]:
+        """Every open window (at shutdown)."""
+        windows = [self._open[start] for start in sorted(self._open)]
+        self._open.clear()
+        return windows
+
+    def _window(self, start: int) -> WindowAccumulator:
+        window = self._open.get(start)
+        if window is None:
+            window = self._open[start] = WindowAccumulator(
+                start, self.length_ms, self.n_features, self.bins
+            )
+        return window
