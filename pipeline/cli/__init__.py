@@ -32,6 +32,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "replay": ("pipeline.cli.replay", "replay", "Produce a data file to Kafka, optionally paced."),
     "score": ("pipeline.cli.score", "score", "Run one streaming scorer worker."),
     "alerts": ("pipeline.cli.alerts", "alerts", "Tail the fraud-alerts topic, human-readable."),
+    "retrain": (
+        "pipeline.cli.retrain",
+        "retrain",
+        "Train a challenger from served features and mature labels.",
+    ),
     "demo": ("pipeline.cli.demo", "demo", "The whole story end to end on a local broker."),
     "terminal-features": (
         "pipeline.cli.terminal_features",
