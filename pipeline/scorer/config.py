@@ -40,6 +40,7 @@ class ScorerConfig:
     stats_grace_ms: int = 600_000
     terminal_catch_up_timeout_s: float = 60.0
     latency_sample_every: int = 64
+    session_timeout_ms: int = 15_000
 
     @property
     def effective_commit_interval_s(self) -> float:

@@ -132,6 +132,7 @@ class ScorerWorker:
         self._control: Consumer | None = None
         self._stop = threading.Event()
         self._dirty = DirtyBuckets()
+        self._assigned_at = 0.0
         self._labels: LabelJoiner | None = None
         self._stats = WindowStats(
             self.config.stats_window_ms, self.config.stats_grace_ms, len(FEATURE_NAMES)
@@ -218,6 +219,8 @@ class ScorerWorker:
                     self.summary.last_batch_at = time.monotonic()
                 self._poll_labels()
                 self._emit_windows(self._stats.due())
+                if self._assigned_at > last_data:
+                    last_data = self._assigned_at
                 self._maybe_commit()
                 handled = self.summary.decided + self.summary.dead_lettered
                 if max_events is not None and handled >= max_events:
@@ -667,6 +670,7 @@ class ScorerWorker:
         )
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned_at = time.monotonic()
         self._restore([tp.partition for tp in partitions])
         if self._labels is not None and partitions:
             wanted = [TopicPartition(self.topics.labels, tp.partition) for tp in partitions]
@@ -766,6 +770,11 @@ class ScorerWorker:
         return self.settings.librdkafka_config(
             **{
                 "group.id": self.config.group_id,
+                # Static membership: a worker restarted under the same id (after a
+                # crash or a deploy) takes its partitions back at once instead of
+                # waiting for the dead member's session to expire.
+                "group.instance.id": self.config.worker_id,
+                "session.timeout.ms": self.config.session_timeout_ms,
                 "client.id": f"scorer-{self.config.worker_id}",
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
