@@ -41,6 +41,7 @@ class ScorerConfig:
     terminal_catch_up_timeout_s: float = 60.0
     latency_sample_every: int = 64
     session_timeout_ms: int = 15_000
+    dlq_max_value_bytes: int | None = None
 
     @property
     def effective_commit_interval_s(self) -> float:

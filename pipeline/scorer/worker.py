@@ -133,6 +133,10 @@ class ScorerWorker:
         self._stop = threading.Event()
         self._dirty = DirtyBuckets()
         self._assigned_at = 0.0
+        # The largest dead-letter value the producer can send, leaving room for
+        # the key and headers.
+        producer_limit = int(settings.kafka_config.get("message.max.bytes", 1_000_000))
+        self._dlq_limit = self.config.dlq_max_value_bytes or producer_limit - 16_384
         self._labels: LabelJoiner | None = None
         self._stats = WindowStats(
             self.config.stats_window_ms, self.config.stats_grace_ms, len(FEATURE_NAMES)
@@ -279,6 +283,12 @@ class ScorerWorker:
                 f"no answer from Kafka at {self.settings.kafka_bootstrap_servers}: {exc}"
             ) from exc
         missing = [name for name in needed if name not in existing]
+        for _ in range(10):  # topics created a moment ago may take a moment to show
+            if not missing:
+                break
+            time.sleep(0.3)
+            existing = admin.list_topics(timeout=15).topics
+            missing = [name for name in needed if name not in existing]
         if missing:
             raise ScorerError(f"missing topic(s) {', '.join(missing)}; run `fraud topics create`")
         if self.config.changelog:
@@ -511,7 +521,15 @@ class ScorerWorker:
             worker=self.config.worker_id,
             source_timestamp_ms=message.timestamp()[1],
         )
-        self._produce(self.topics.dlq, message.key(), message.value() or b"", headers)
+        value = message.value()
+        limit = self._dlq_limit
+        if value is not None and len(value) > limit:
+            # Kept whole it could exceed the dead-letter topic's limit and stop the
+            # worker; the head of the record and its full size are what an
+            # operator needs.
+            headers.append(("fraud.dlq.truncated_from", str(len(value)).encode()))
+            value = value[:limit]
+        self._produce(self.topics.dlq, message.key(), value, headers)
         self.summary.dead_lettered += 1
         self.metrics.dead_letters.labels(reason=reason).inc()
         if stage != "join":
@@ -521,7 +539,7 @@ class ScorerWorker:
         self,
         topic: str,
         key: bytes | None,
-        value: bytes,
+        value: bytes | None,
         headers: Any = None,
     ) -> None:
         producer = self._producer
