@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "retrain",
         "Train a challenger from served features and mature labels.",
     ),
+    "monitor": ("pipeline.cli.monitor", "monitor", "Watch drift and quality; request retraining."),
     "demo": ("pipeline.cli.demo", "demo", "The whole story end to end on a local broker."),
     "terminal-features": (
         "pipeline.cli.terminal_features",
