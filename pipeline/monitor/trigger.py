@@ -92,7 +92,10 @@ class RetrainTrigger:
             "reason": "drift",
             "drift_event_ids": [event_id],
             "window_start": max(0, at - self.config.retrain_lookback_ms),
-            "window_end": at,
+            # Up to whatever is mature when the trainer runs: the post-drift
+            # days are the ones a challenger must learn from.
+            "window_end": at + self.config.retrain_lookback_ms,
+            "drift_start": int(event["window_start"]),
             "requested_at": int(now_ms),
             "requested_by": "monitor",
         }

@@ -93,7 +93,9 @@ def test_trigger_cooldown_and_deduplication_on_event_time() -> None:
     trigger = RetrainTrigger(MonitorConfig(retrain_cooldown_ms=DAY_MS))
     first = trigger.on_drift(_event(T0), now_ms=1)
     assert first.request is not None
-    assert first.request["window_end"] == T0 and first.request["drift_event_ids"]
+    config = MonitorConfig(retrain_cooldown_ms=DAY_MS)
+    assert first.request["window_end"] == T0 + config.retrain_lookback_ms
+    assert first.request["drift_start"] == T0 - HOUR_MS and first.request["drift_event_ids"]
     assert trigger.on_drift(_event(T0), now_ms=2).suppressed == "duplicate"  # other instance
     assert trigger.on_drift(_event(T0, "score_mean"), 3).suppressed == "cooldown"
     assert trigger.on_drift(_event(T0 + DAY_MS - 1), 4).suppressed == "cooldown"
