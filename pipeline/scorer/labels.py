@@ -101,6 +101,12 @@ class LabelJoiner:
         topic = self.settings.topics.decisions
         loaded = 0
         try:
+            # No label ever arrived on this partition: nothing to wait for.
+            _, labels_high = consumer.get_watermark_offsets(
+                TopicPartition(self.topic, partition), 15
+            )
+            if labels_high <= 0:
+                return 0
             since = int(time.time() * 1000) - self.retention_ms
             start = consumer.offsets_for_times([TopicPartition(topic, partition, since)], 15)[0]
             offset = start.offset if start.offset >= 0 else OFFSET_BEGINNING

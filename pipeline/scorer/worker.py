@@ -688,7 +688,6 @@ class ScorerWorker:
         )
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._assigned_at = time.monotonic()
         self._restore([tp.partition for tp in partitions])
         if self._labels is not None and partitions:
             wanted = [TopicPartition(self.topics.labels, tp.partition) for tp in partitions]
@@ -698,6 +697,7 @@ class ScorerWorker:
                 rebuilt = self._labels.rebuild(tp.partition)
                 if rebuilt:
                     log.info("partition %d: %d decisions await labels", tp.partition, rebuilt)
+        self._assigned_at = time.monotonic()
         self.metrics.assigned_partitions.set(len(self.states))
         log.info("assigned %s", sorted(tp.partition for tp in partitions))
 
