@@ -2,24 +2,29 @@
 
 Each card keeps the (timestamp, amount) of its transactions within the longest
 card window (plus always its latest one, for the time-since-previous feature).
-A batch update gathers "retained history + new rows" for the batch's cards and
-runs the same vectorized primitives as the offline evaluator over them, so the
-two agree by construction. The state of one card serializes to bytes (for a
+A batch costs a fixed number of numpy operations, with no Python loop over its
+cards: the history lives in one shared pool of per-card segments (see
+:class:`CardStateStore`), window bounds are found by a vectorized bisection
+inside each row's segment, sums come from per-segment prefix sums and maxima
+from one ``maximum.reduceat`` over the windows. The primitives are the offline
+evaluator's (:func:`~pipeline.features.primitives.grouped_card_primitives`), up
+to float rounding of the sums. The state of one card serializes to bytes (for a
 changelog topic keyed by card) and back, so cards can move between workers.
 """
 
 from __future__ import annotations
 
+import itertools
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
 from pipeline.features.derive import assemble
 from pipeline.features.errors import FeatureError
-from pipeline.features.primitives import CardPrimitives, grouped_card_primitives
-from pipeline.features.spec import CARD_HISTORY_MS, FEATURES, FeatureSpec
+from pipeline.features.primitives import CardPrimitives
+from pipeline.features.spec import CARD_HISTORY_MS, CARD_WINDOWS_MS, FEATURES, FeatureSpec
 from pipeline.features.terminal import TerminalPrimitives
 
 F32 = npt.NDArray[np.float32]
@@ -28,89 +33,151 @@ I64 = npt.NDArray[np.int64]
 
 _MAGIC = b"FCS1"
 _HEADER = struct.Struct("<4sI")
+_MAGIC_WORD = int.from_bytes(_MAGIC, "little")
+#: Smallest segment (one sentinel position + 7 rows).
+_MIN_CAPACITY = 8
+_MIN_POOL = 1024
 
 
 class CardStateStore:
     """Retained history of every card this worker owns.
 
-    A card's state is one (k, 2) float64 array of (timestamp ms, amount) rows;
-    millisecond timestamps are exact in float64 until the year 287396.
+    Layout: card id -> slot (a dict); per slot a segment of a shared pool,
+    ``[base, base + capacity)``. Position 0 of a segment is a sentinel (prefix
+    sums 0); rows sit at positions ``1 .. end - 1`` in time order, of which
+    ``live .. end - 1`` are retained (older ones are dropped lazily: a full
+    segment is compacted, or moved to a larger segment when the
+    retained rows fill three quarters of it). Per pool position: timestamp,
+    amount, and the segment's prefix sums of amount and amount squared (32
+    bytes). Freed segments are reclaimed by repacking the pool once they make
+    up half of it.
+
+    A row whose timestamp is earlier than its card's latest is taken as made at
+    that latest time (its windows, gap and stored timestamp use it), so the
+    history stays ordered.
     """
 
     def __init__(self, history_ms: int = CARD_HISTORY_MS) -> None:
+        if history_ms <= 0:
+            raise FeatureError("history_ms must be positive")
         self.history_ms = history_ms
-        self._state: dict[int, F64] = {}
+        self._windows: tuple[int, ...] = CARD_WINDOWS_MS
+        searched = list(self._windows)
+        if history_ms not in searched:
+            searched.append(history_ms)
+        self._searched = np.asarray(searched, dtype=np.int64)
+        self._retain_row = searched.index(history_ms)
+        self._wide_first = np.argsort(self._windows)[::-1].copy()
+        self._slot: dict[int, int] = {}
+        self._free: list[int] = []
+        self._slots_used = 0
+        self._base = np.zeros(64, np.int64)
+        self._cap = np.zeros(64, np.int64)
+        self._live = np.zeros(64, np.int64)
+        self._end = np.zeros(64, np.int64)
+        self._probe = np.zeros(64, np.int64)  # scratch for finding repeated slots
+        self._used = 0
+        self._garbage = 0
+        self._ts = np.zeros(0, np.int64)
+        self._amount = np.zeros(0, np.float64)
+        self._sums = np.zeros((0, 2), np.float64)  # prefix sums of amount, amount**2
 
+    # --- queries ---------------------------------------------------------------
     def __len__(self) -> int:
-        return len(self._state)
+        return len(self._slot)
 
     def __contains__(self, card_id: object) -> bool:
-        return card_id in self._state
+        return card_id in self._slot
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the state arrays (for a memory gauge)."""
+        arrays = (self._ts, self._amount, self._sums, self._base, self._cap, self._live, self._end)
+        return sum(x.nbytes for x in arrays) + self._probe.nbytes
 
     def cards(self) -> Iterator[int]:
         """Card ids held."""
-        return iter(self._state)
+        return iter(self._slot)
 
     def history(self, card_id: int) -> tuple[I64, F64]:
         """(timestamps ms, amounts) retained for a card (empty if unknown)."""
-        held = self._state.get(int(card_id))
-        if held is None:
+        slot = self._slot.get(int(card_id))
+        if slot is None:
             return np.zeros(0, np.int64), np.zeros(0, np.float64)
-        return held[:, 0].astype(np.int64), held[:, 1].copy()
+        lo = int(self._base[slot] + self._live[slot])
+        hi = int(self._base[slot] + self._end[slot])
+        return self._ts[lo:hi].copy(), self._amount[lo:hi].copy()
 
+    # --- the hot path ----------------------------------------------------------
     def update(self, card_id: I64, ts_ms: I64, amount: F64) -> CardPrimitives:
         """Add a batch (in processing order) and return its rows' primitives.
 
-        Rows of one card must come in non-decreasing timestamp order, after
-        everything already retained for it (the scorer reads a card's events from
-        one partition, in order).
+        Rows of one card are taken in batch order, after everything already
+        retained for it (the scorer reads a card's events from one partition,
+        in order); see the class note for rows that arrive late.
         """
-        card_id = np.asarray(card_id, dtype=np.int64)
-        n = len(card_id)
-        order = np.argsort(card_id, kind="stable")
-        s_card = card_id[order]
-        rows = np.empty((n, 2), dtype=np.float64)
-        rows[:, 0] = np.asarray(ts_ms, dtype=np.int64)[order]
-        rows[:, 1] = np.asarray(amount, dtype=np.float64)[order]
-        starts = np.flatnonzero(np.concatenate(([True], s_card[1:] != s_card[:-1])))
-        ends = np.append(starts[1:], n)
-        cards = s_card[starts].tolist()
-        parts: list[F64] = []
-        lengths: list[int] = []
-        get, push, count = self._state.get, parts.append, lengths.append
-        for card, lo, hi in zip(cards, starts.tolist(), ends.tolist(), strict=True):
-            held = get(card)
-            if held is None:
-                count(0)
-            else:
-                push(held)
-                count(len(held))
-            push(rows[lo:hi])
-            count(hi - lo)
-        merged = np.concatenate(parts)
-        all_ts = merged[:, 0].astype(np.int64)
-        all_amount = merged[:, 1]
-        seg = np.asarray(lengths, dtype=np.int64)
-        group = np.repeat(np.repeat(np.arange(len(cards)), 2), seg)
-        is_new = np.repeat(np.tile(np.array([False, True]), len(cards)), seg)
-        prims = grouped_card_primitives(group, all_ts, all_amount, rows=np.flatnonzero(is_new))
-        back = np.empty(n, dtype=np.int64)
-        back[order] = np.arange(n)
-        result = prims.take(back)
-        self._retain(cards, group, all_ts, merged)
-        return result
+        card = np.asarray(card_id, dtype=np.int64)
+        t = np.array(ts_ms, dtype=np.int64)
+        a = np.asarray(amount, dtype=np.float64)
+        n = len(card)
+        windows = self._windows
+        if n == 0:
+            empty_i, empty_f = np.zeros(0, np.int64), np.zeros(0, np.float64)
+            return CardPrimitives(
+                {w: empty_i for w in windows},
+                {w: empty_f for w in windows},
+                {w: empty_f for w in windows},
+                {w: empty_f for w in windows},
+                empty_f,
+            )
+        get = self._slot.get
+        slots = np.fromiter(map(get, card.tolist(), itertools.repeat(-1)), np.int64, n)
+        if (slots < 0).any():
+            self._admit(card, slots)
+        group = _Groups(slots, self._probe)
+        over = self._end[group.slots] + group.count > self._cap[group.slots]
+        if over.any():
+            self._make_room(group.slots[over], group.count[over])
 
-    def _retain(self, cards: list[int], group: I64, ts: I64, merged: F64) -> None:
-        last = np.append(group[1:] != group[:-1], True)
-        newest = ts[last][group]
-        keep = (ts > newest - self.history_ms) | last
-        kept = merged[keep]
-        kept_group = group[keep]
-        cuts = np.flatnonzero(np.append(True, kept_group[1:] != kept_group[:-1])).tolist()
-        cuts.append(len(kept))
-        state = self._state
-        for i, card in enumerate(cards):
-            state[card] = kept[cuts[i] : cuts[i + 1]].copy()
+        base = self._base[slots]
+        live = base + self._live[slots]
+        at = base + self._end[slots] + group.rank
+        ts_pool = self._ts
+        ts_pool[at] = t
+        has_prev = at > live
+        prev_ts = ts_pool[at - 1]
+        late = has_prev & (t < prev_ts)
+        while late.any():  # a late row takes its card's latest time (class note)
+            t = np.where(late, prev_ts, t)
+            ts_pool[at] = t
+            prev_ts = ts_pool[at - 1]
+            late = has_prev & (t < prev_ts)
+        self._append_amounts(group, at, a)
+        self._end[group.slots] += group.count
+
+        # Window starts: first retained position with ts > t - w, for every window.
+        n_search = len(self._searched)
+        lower = _first_above(
+            ts_pool,
+            np.broadcast_to(live, (n_search, n)).ravel(),
+            np.broadcast_to(at, (n_search, n)).ravel(),
+            (t - self._searched[:, None]).ravel(),
+        ).reshape(n_search, n)
+        last = group.last_row
+        self._live[group.slots] = lower[self._retain_row, last] - base[last]
+
+        lower = lower[: len(windows)]
+        count = at - lower
+        sums = self._sums[at - 1] - self._sums[lower - 1]
+        max_amount = self._range_max(lower, at, count)
+        gap = np.where(has_prev, (t - prev_ts).astype(np.float64), np.nan)
+        return CardPrimitives(
+            count={w: count[i] for i, w in enumerate(windows)},
+            total={w: sums[i, :, 0] for i, w in enumerate(windows)},
+            total_sq={w: sums[i, :, 1] for i, w in enumerate(windows)},
+            max_amount={w: max_amount[i] for i, w in enumerate(windows)},
+            gap_ms=gap,
+        )
 
     def features(
         self,
@@ -126,33 +193,212 @@ class CardStateStore:
             np.asarray(ts_ms, np.int64), np.asarray(amount, np.float64), prims, terminal, features
         )
 
-    # --- serialization (changelog, rebalancing) ------------------------------
+    def _append_amounts(self, group: _Groups, at: I64, amount: F64) -> None:
+        """Write the batch's amounts and their prefix sums."""
+        self._amount[at] = amount
+        values = np.empty((len(at), 2), np.float64)
+        values[:, 0] = amount
+        np.multiply(amount, amount, out=values[:, 1])
+        sums = self._sums
+        if group.order is None:
+            sums[at] = sums[at - 1] + values
+        else:
+            order, starts = group.order, group.starts
+            ordered = values[order]
+            run = np.cumsum(ordered, axis=0)
+            offset = sums[at[order[starts]] - 1] - (run[starts] - ordered[starts])
+            sums[at[order]] = np.repeat(offset, group.count, axis=0) + run
+
+    def _range_max(self, lower: I64, upper: I64, count: I64) -> F64:
+        """Max amount over positions ``lower .. upper - 1`` per window (NaN where empty).
+
+        The widest window of every row is copied out back to back (windows are
+        nested and share their end), then one ``maximum.reduceat`` takes every
+        window's max: each next start is at most the previous end, so nothing
+        between windows is read. Cost follows the windows' sizes only.
+        """
+        start, size = lower[self._wide_first[0]], count[self._wide_first[0]]
+        offset = np.cumsum(size) - size
+        total = int(size.sum())
+        values = np.empty(total + 1, np.float64)
+        values[total] = -np.inf  # the last reduceat slot runs to the end: one element
+        np.take(self._amount, _runs(start, size), out=values[:total])
+        # Per row, widest window first: its start is where the previous row's end was.
+        wide_first = self._wide_first
+        bounds = np.empty((len(size), len(count), 2), np.int64)
+        bounds[:, :, 0] = (lower[wide_first] - start + offset).T
+        bounds[:, :, 1] = (offset + size)[:, None]
+        found = np.maximum.reduceat(values, bounds.reshape(-1))[0::2]
+        out = np.empty(count.shape, np.float64)
+        out[wide_first] = found.reshape(len(size), len(count)).T
+        out[count == 0] = np.nan
+        return out
+
+    # --- slots and segments ------------------------------------------------------
+    def _admit(self, card: I64, slots: I64) -> None:
+        """Give the batch's unseen cards a slot and a segment (fills ``slots``)."""
+        missing = slots < 0
+        new_cards, inverse, counts = np.unique(
+            card[missing], return_inverse=True, return_counts=True
+        )
+        ids = self._new_slots(new_cards, _capacity_for(counts))
+        slots[missing] = ids[inverse]
+
+    def _new_slots(self, cards: I64, capacity: I64) -> I64:
+        """Slots with empty segments of ``capacity`` for ``cards`` (not yet held)."""
+        k = len(cards)
+        reuse = min(k, len(self._free))
+        taken = [self._free.pop() for _ in range(reuse)]
+        fresh = k - reuse
+        if self._slots_used + fresh > len(self._base):
+            size = max(2 * len(self._base), self._slots_used + fresh, 64)
+            for name in ("_base", "_cap", "_live", "_end", "_probe"):
+                grown = np.zeros(size, np.int64)
+                grown[: self._slots_used] = getattr(self, name)[: self._slots_used]
+                setattr(self, name, grown)
+        ids = np.concatenate(
+            (
+                np.asarray(taken, dtype=np.int64),
+                np.arange(self._slots_used, self._slots_used + fresh, dtype=np.int64),
+            )
+        )
+        self._slots_used += fresh
+        self._base[ids] = self._allocate(capacity)
+        self._cap[ids] = capacity
+        self._live[ids] = 1
+        self._end[ids] = 1
+        self._slot.update(zip(cards.tolist(), ids.tolist(), strict=True))
+        return ids
+
+    def _allocate(self, capacity: I64) -> I64:
+        """Bases of new segments at the end of the pool (sentinels zeroed)."""
+        total = int(capacity.sum())
+        self._reserve(total)
+        bases = self._used + np.cumsum(capacity) - capacity
+        self._used += total
+        self._sums[bases] = 0.0
+        return bases
+
+    def _reserve(self, extra: int) -> None:
+        """Make room for ``extra`` positions at the end of the pool."""
+        size = len(self._ts)
+        if self._used + extra <= size:
+            return
+        if self._garbage * 2 > self._used:
+            self._repack()
+            if self._used + extra <= size:
+                return
+        size = max(size + size // 2, (self._used + extra) * 5 // 4, _MIN_POOL)
+        used = self._used
+        ts = np.zeros(size, np.int64)
+        ts[:used] = self._ts[:used]
+        amount = np.zeros(size, np.float64)
+        amount[:used] = self._amount[:used]
+        sums = np.zeros((size, 2), np.float64)
+        sums[:used] = self._sums[:used]
+        self._ts, self._amount, self._sums = ts, amount, sums
+
+    def _make_room(self, slots: I64, incoming: I64) -> None:
+        """Compact (or move to a larger segment) slots about to overflow."""
+        required = 1 + self._end[slots] - self._live[slots] + incoming
+        fits = 4 * required <= 3 * self._cap[slots]
+        if fits.any():
+            self._move(slots[fits], self._base[slots[fits]])
+        grow = slots[~fits]
+        if len(grow):
+            capacity = _capacity_for(required[~fits] - 1)
+            bases = self._allocate(capacity)  # may repack: old segments still count
+            self._garbage += int(self._cap[grow].sum())
+            self._cap[grow] = capacity
+            self._move(grow, bases)
+
+    def _move(self, slots: I64, bases: I64) -> None:
+        """Copy slots' retained rows to positions 1.. of segments at ``bases``."""
+        old_base = self._base[slots]
+        start = old_base + self._live[slots]
+        length = self._end[slots] - self._live[slots]
+        owner, offset = _ramp(length)
+        src = start[owner] + offset
+        dst = (bases + 1)[owner] + offset
+        ts = self._ts[src]
+        sums = self._sums[src] - self._sums[start - 1][owner]
+        amount = self._amount[src]
+        self._ts[dst] = ts
+        self._amount[dst] = amount
+        self._sums[dst] = sums
+        self._sums[bases] = 0.0
+        self._base[slots] = bases
+        self._live[slots] = 1
+        self._end[slots] = 1 + length
+
+    def _repack(self) -> None:
+        """Lay all held segments out again from the start of the pool."""
+        slots = np.fromiter(self._slot.values(), np.int64, len(self._slot))
+        capacity = self._cap[slots]
+        bases = np.cumsum(capacity) - capacity
+        self._move(slots, bases)
+        self._used = int(capacity.sum())
+        self._garbage = 0
+
+    def drop_card(self, card_id: int) -> None:
+        """Forget a card (its partition moved to another worker)."""
+        slot = self._slot.pop(int(card_id), None)
+        if slot is not None:
+            self._garbage += int(self._cap[slot])
+            self._cap[slot] = 0
+            self._free.append(slot)
+
+    # --- serialization (changelog, rebalancing) ----------------------------------
+    def dump_cards(self, card_ids: Iterable[int] | I64) -> list[bytes]:
+        """:meth:`dump_card` of many cards at once (one numpy pass, then slicing)."""
+        ids = np.asarray(card_ids, dtype=np.int64).reshape(-1).tolist()
+        get = self._slot.get
+        slots = np.fromiter(map(get, ids, itertools.repeat(-1)), np.int64, len(ids))
+        held = slots >= 0
+        slot = np.where(held, slots, 0)
+        start = self._base[slot] + self._live[slot]
+        length = np.where(held, self._end[slot] - self._live[slot], 0)
+        words = 1 + 2 * length
+        offsets = np.cumsum(words) - words
+        out = np.empty(int(words.sum()), dtype="<i8")
+        out[offsets] = _MAGIC_WORD + (length << 32)
+        src = _runs(start, length)
+        out[_runs(offsets + 1, length)] = self._ts[src]
+        out[_runs(offsets + 1 + length, length)] = self._amount[src].view(np.int64)
+        raw = out.tobytes()
+        cuts = (offsets * 8).tolist()
+        cuts.append(len(raw))
+        return [raw[lo:hi] for lo, hi in itertools.pairwise(cuts)]
+
     def dump_card(self, card_id: int) -> bytes:
         """One card's state as bytes (little-endian; versioned header)."""
-        ts, amount = self.history(card_id)
-        return (
-            _HEADER.pack(_MAGIC, len(ts))
-            + ts.astype("<i8").tobytes()
-            + amount.astype("<f8").tobytes()
-        )
+        return self.dump_cards([card_id])[0]
+
+    def load_cards(self, card_ids: Sequence[int], blobs: Sequence[bytes]) -> None:
+        """Restore many cards from :meth:`dump_card` bytes at once."""
+        if len(card_ids) != len(blobs):
+            raise FeatureError("card ids and states differ in number")
+        lengths = []
+        for data in blobs:
+            if len(data) < _HEADER.size:
+                raise FeatureError("card state too short")
+            magic, count = _HEADER.unpack_from(data)
+            if magic != _MAGIC or len(data) != _HEADER.size + 16 * count:
+                raise FeatureError("card state is corrupt or of an unknown version")
+            lengths.append(count)
+        length = np.asarray(lengths, dtype=np.int64)
+        body = np.frombuffer(b"".join(blobs), dtype="<i8").astype(np.int64)
+        words = 1 + 2 * length
+        offsets = np.cumsum(words) - words
+        owner, offset = _ramp(length)
+        head = offsets[owner] + 1 + offset
+        ts = body[head]
+        amount = body[head + length[owner]].view(np.float64)
+        self._put(np.asarray(card_ids, dtype=np.int64), length, ts, amount)
 
     def load_card(self, card_id: int, data: bytes) -> None:
         """Restore one card's state from :meth:`dump_card` bytes."""
-        if len(data) < _HEADER.size:
-            raise FeatureError("card state too short")
-        magic, count = _HEADER.unpack_from(data)
-        if magic != _MAGIC or len(data) != _HEADER.size + 16 * count:
-            raise FeatureError("card state is corrupt or of an unknown version")
-        body = memoryview(data)[_HEADER.size :]
-        ts = np.frombuffer(body[: 8 * count], dtype="<i8").astype(np.int64)
-        amount = np.frombuffer(body[8 * count :], dtype="<f8").astype(np.float64)
-        self._put(card_id, ts, amount)
-
-    def _put(self, card_id: int, ts: I64, amount: F64) -> None:
-        if len(ts):
-            self._state[int(card_id)] = np.column_stack((ts.astype(np.float64), amount))
-        else:
-            self._state.pop(int(card_id), None)
+        self.load_cards([card_id], [data])
 
     def to_dict(self, card_id: int) -> dict[str, list[float] | list[int]]:
         """One card's state as a JSON-safe dict."""
@@ -162,14 +408,134 @@ class CardStateStore:
     def load_dict(self, card_id: int, data: dict[str, list[float] | list[int]]) -> None:
         """Restore one card's state from :meth:`to_dict` output."""
         try:
-            ts = np.asarray(data["ts_ms"], dtype=np.int64)
-            amount = np.asarray(data["amount"], dtype=np.float64)
+            ts = np.asarray(data["ts_ms"], dtype=np.int64).reshape(-1)
+            amount = np.asarray(data["amount"], dtype=np.float64).reshape(-1)
         except (KeyError, TypeError, ValueError) as exc:
             raise FeatureError(f"bad card state: {exc}") from exc
         if len(ts) != len(amount):
             raise FeatureError("bad card state: ts_ms and amount differ in length")
-        self._put(card_id, ts, amount)
+        self._put(np.array([int(card_id)]), np.array([len(ts)]), ts, amount)
 
-    def drop_card(self, card_id: int) -> None:
-        """Forget a card (its partition moved to another worker)."""
-        self._state.pop(int(card_id), None)
+    def load_histories(
+        self,
+        card_ids: Sequence[int],
+        ts_ms: Sequence[npt.ArrayLike],
+        amounts: Sequence[npt.ArrayLike],
+    ) -> None:
+        """:meth:`load_dict` of many cards at once, from per-card arrays (for restores)."""
+        if not len(card_ids) == len(ts_ms) == len(amounts):
+            raise FeatureError("card ids, timestamps and amounts differ in number")
+        ts = [np.asarray(x, dtype=np.int64).reshape(-1) for x in ts_ms]
+        amount = [np.asarray(x, dtype=np.float64).reshape(-1) for x in amounts]
+        length = np.fromiter(map(len, ts), np.int64, len(ts))
+        if not np.array_equal(length, np.fromiter(map(len, amount), np.int64, len(amount))):
+            raise FeatureError("bad card state: ts_ms and amount differ in length")
+        if not len(ts):
+            return
+        self._put(
+            np.asarray(card_ids, dtype=np.int64), length, np.concatenate(ts), np.concatenate(amount)
+        )
+
+    def _put(self, cards: I64, length: I64, ts: I64, amount: F64) -> None:
+        """Replace cards' state with the given rows (concatenated, per card in time order)."""
+        owner, offset = _ramp(length)
+        if len(ts) > 1:
+            same = owner[1:] == owner[:-1]
+            if (same & (ts[1:] < ts[:-1])).any():
+                raise FeatureError("bad card state: timestamps are not in order")
+        if len(np.unique(cards)) != len(cards):
+            raise FeatureError("bad card state: a card is given twice")
+        for card in cards.tolist():
+            self.drop_card(card)
+        kept = np.flatnonzero(length > 0)
+        ids = self._new_slots(cards[kept], _capacity_for(length[kept]))
+        bases = np.zeros(len(cards), np.int64)
+        bases[kept] = self._base[ids]
+        dst = (bases + 1)[owner] + offset
+        self._ts[dst] = ts
+        self._end[ids] = 1 + length[kept]
+        values = np.column_stack((amount, amount * amount))
+        run = np.cumsum(values, axis=0)
+        first = (np.cumsum(length) - length)[kept]
+        before = np.zeros((len(cards), 2))
+        before[kept] = (run - values)[first]
+        self._sums[dst] = run - before[owner]
+        self._amount[dst] = amount
+
+
+class _Groups:
+    """A batch's rows grouped by slot: occurrence rank, per-slot count, last row."""
+
+    def __init__(self, slots: I64, probe: I64) -> None:
+        n = len(slots)
+        rows = np.arange(n, dtype=np.int64)
+        self.order: I64 | None = None
+        self.starts = rows
+        self.rank = np.zeros(n, np.int64)
+        self.slots = slots
+        self.count = np.ones(n, np.int64)
+        self.last_row = rows
+        if n > 1:
+            probe[slots] = rows
+            if (probe[slots] != rows).any():  # some slot occurs twice
+                self._group(slots, rows)
+
+    def _group(self, slots: I64, rows: I64) -> None:
+        order = np.argsort(slots, kind="stable")
+        ordered = slots[order]
+        first = np.empty(len(slots), dtype=bool)
+        first[0] = True
+        np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+        starts = np.flatnonzero(first)
+        count = np.diff(np.append(starts, len(slots)))
+        rank = np.empty(len(slots), np.int64)
+        rank[order] = rows - np.repeat(starts, count)
+        self.order, self.starts, self.rank = order, starts, rank
+        self.slots, self.count = ordered[starts], count
+        self.last_row = order[starts + count - 1]
+
+
+def _first_above(ts: I64, lo: I64, hi: I64, threshold: I64) -> I64:
+    """Per query, the first position in ``[lo, hi)`` with ``ts > threshold`` (``hi`` if none).
+
+    Each range must be sorted and ``ts[hi] > threshold``. Branch-free binary
+    lifting: ``log2(longest range)`` steps of five numpy operations.
+    """
+    steps = int((hi - lo).max()).bit_length() if len(lo) else 0
+    pos = lo - 1  # last position known to be <= threshold (lo - 1: none yet)
+    for k in reversed(range(steps)):
+        probe = np.minimum(pos + (1 << k), hi)
+        np.copyto(pos, probe, where=ts[probe] <= threshold)
+    result: I64 = pos + 1
+    return result
+
+
+def _ramp(length: I64) -> tuple[I64, I64]:
+    """For ranges of ``length``: each element's range index and offset in it."""
+    total = int(length.sum())
+    owner = np.repeat(np.arange(len(length), dtype=np.int64), length)
+    offset = np.arange(total, dtype=np.int64) - (np.cumsum(length) - length)[owner]
+    return owner, offset
+
+
+def _runs(start: I64, length: I64) -> I64:
+    """``start[i] .. start[i] + length[i] - 1`` for every ``i``, back to back.
+
+    A cumsum of steps (1 inside a run, a jump between runs): no per-element
+    repeat, so it stays cheap for long runs.
+    """
+    total = int(length.sum())
+    steps = np.ones(total, np.int64)
+    some = length > 0
+    if total:
+        begin, first = start[some], (np.cumsum(length) - length)[some]
+        steps[0] = begin[0]
+        steps[first[1:]] = begin[1:] - (begin + length[some] - 1)[:-1]
+    positions: I64 = np.cumsum(steps, out=steps)
+    return positions
+
+
+def _capacity_for(rows: I64) -> I64:
+    """Segment capacity for ``rows`` rows (+ sentinel): half as much again, in multiples of 8."""
+    need = (1 + np.asarray(rows, dtype=np.int64)) * 3 // 2
+    return np.maximum((need + 7) // 8 * 8, _MIN_CAPACITY)

@@ -41,14 +41,27 @@ class TerminalHistory:
     """Transactions per terminal with their (eventually known) fraud flags."""
 
     def __init__(self, terminal_id: I64, ts_ms: I64, is_fraud: npt.ArrayLike) -> None:
-        order = np.lexsort((ts_ms, terminal_id))
-        self.terminal_id = np.asarray(terminal_id, dtype=np.int64)[order]
-        self.ts_ms = np.asarray(ts_ms, dtype=np.int64)[order]
-        self.is_fraud = np.asarray(is_fraud, dtype=np.int64)[order]
-        self._terminals = np.unique(self.terminal_id)
-        self._rank = np.searchsorted(self._terminals, self.terminal_id)
+        terminal_id = np.asarray(terminal_id, dtype=np.int64)
+        ts_ms = np.asarray(ts_ms, dtype=np.int64)
+        is_fraud = np.asarray(is_fraud, dtype=np.int64)
+        if not _is_sorted(terminal_id, ts_ms):
+            order = np.lexsort((ts_ms, terminal_id))
+            terminal_id, ts_ms, is_fraud = terminal_id[order], ts_ms[order], is_fraud[order]
+        self.terminal_id, self.ts_ms, self.is_fraud = terminal_id, ts_ms, is_fraud
+        new = (
+            np.r_[True, terminal_id[1:] != terminal_id[:-1]]
+            if len(terminal_id)
+            else np.zeros(0, bool)
+        )
+        self._terminals = terminal_id[new]
+        self._rank = np.cumsum(new) - 1
         self._fraud_cum = np.concatenate(([0], np.cumsum(self.is_fraud)))
         self._fraud_rows = np.flatnonzero(self.is_fraud > 0)
+        # One sorted key, computed once: rank * span + (ts - t0); queries clip into [0, span).
+        self._t0 = int(ts_ms.min()) if len(ts_ms) else 0
+        self._span = (int(ts_ms.max()) - self._t0 + 2) if len(ts_ms) else 1
+        self._key = self._rank * self._span + (ts_ms - self._t0)
+        self._fraud_key = self._key[self._fraud_rows]
 
     def __len__(self) -> int:
         return len(self.ts_ms)
@@ -79,30 +92,36 @@ class TerminalHistory:
         rank = np.searchsorted(self._terminals, terminal_id)
         rank_clip = np.minimum(rank, len(self._terminals) - 1)
         known = self._terminals[rank_clip] == terminal_id
-        longest = max(*windows, TERMINAL_FRAUD_LOOKBACK_MS)
-        t0 = min(int(self.ts_ms.min()), int(end.min()) - longest)
-        span = max(int(self.ts_ms.max()), int(end.max())) - t0 + 1
-        key = self._rank * span + (self.ts_ms - t0)
+        span, t0 = self._span, self._t0
         q_rank = rank_clip[known].astype(np.int64)
-        q_end = q_rank * span + (end[known] - t0)
-        # Sorted queries make searchsorted cache-friendly (several times faster).
-        q_order = np.argsort(q_end, kind="stable")
-        q_sorted = q_end[q_order]
+        q_base = q_rank * span
+        q_end_t = end[known]
+        q_order = np.argsort(q_base + np.clip(q_end_t - t0, -1, span - 1), kind="stable")
+        q_base, q_end_t = q_base[q_order], q_end_t[q_order]
         where = np.flatnonzero(known)[q_order]
-        upper = np.searchsorted(key, q_sorted, side="right")
+        upper = np.searchsorted(
+            self._key, q_base + np.clip(q_end_t - t0, -1, span - 1), side="right"
+        )
         for w in windows:
-            lower = np.searchsorted(key, q_sorted - w, side="right")
+            lower = np.searchsorted(
+                self._key, q_base + np.clip(q_end_t - w - t0, -1, span - 1), side="right"
+            )
             count[w][where] = upper - lower
             frauds[w][where] = self._fraud_cum[upper] - self._fraud_cum[lower]
         if len(self._fraud_rows):
-            fraud_key = key[self._fraud_rows]
-            last = np.searchsorted(fraud_key, q_end, side="right") - 1
+            last = (
+                np.searchsorted(
+                    self._fraud_key, q_base + np.clip(q_end_t - t0, -1, span - 1), side="right"
+                )
+                - 1
+            )
             ok = last >= 0
-            last_key = np.where(ok, fraud_key[np.maximum(last, 0)], -1)
-            ok &= last_key > q_end - TERMINAL_FRAUD_LOOKBACK_MS
-            fraud_ts = last_key - q_rank * span + t0
-            ages = np.where(ok, (np.asarray(as_of_ms)[known] - fraud_ts).astype(np.float64), np.nan)
-            age[known] = ages
+            row = self._fraud_rows[np.maximum(last, 0)]
+            ok &= self._rank[row] == q_base // span
+            fraud_ts = self.ts_ms[row]
+            ok &= fraud_ts > q_end_t - TERMINAL_FRAUD_LOOKBACK_MS
+            as_of_q = np.asarray(as_of_ms, dtype=np.int64)[where]
+            age[where] = np.where(ok, (as_of_q - fraud_ts).astype(np.float64), np.nan)
         return TerminalPrimitives(count, frauds, age)
 
 
@@ -144,3 +163,11 @@ def terminal_aggregates_as_of(
     frame = terminal_feature_frame(prims)
     frame.index = pd.Index(terminals, name="terminal_id")
     return frame
+
+
+def _is_sorted(terminal_id: I64, ts_ms: I64) -> bool:
+    """Whether rows are already ordered by (terminal, timestamp)."""
+    if len(terminal_id) < 2:
+        return True
+    dt = np.diff(terminal_id)
+    return bool(np.all((dt > 0) | ((dt == 0) & (np.diff(ts_ms) >= 0))))
