@@ -126,8 +126,18 @@ class StateRestorer:
             self.bad_records += 1
 
     def build(self) -> CardStateStore:
-        """The store as of the last record read; stale days trimmed."""
+        """A store holding :meth:`histories`."""
         store = CardStateStore()
+        ids, ts, amounts = self.histories()
+        if ids:
+            store.load_histories(ids, ts, amounts)
+        return store
+
+    def histories(self) -> tuple[list[int], list[I64], list[npt.NDArray[np.float64]]]:
+        """(card ids, timestamps, amounts) as of the last record read; stale days trimmed."""
+        ids: list[int] = []
+        all_ts: list[I64] = []
+        all_amounts: list[npt.NDArray[np.float64]] = []
         for card_id, days in self._buckets.items():
             if not days:
                 continue
@@ -138,5 +148,7 @@ class StateRestorer:
             ts, amount = ts[order], amount[order]
             keep = ts > ts[-1] - self.history_ms
             keep[-1] = True
-            store.load_dict(card_id, {"ts_ms": ts[keep].tolist(), "amount": amount[keep].tolist()})
-        return store
+            ids.append(card_id)
+            all_ts.append(ts[keep])
+            all_amounts.append(amount[keep])
+        return ids, all_ts, all_amounts

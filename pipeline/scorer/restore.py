@@ -8,7 +8,6 @@ import uuid
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
 from pipeline.errors import FraudError
-from pipeline.features import CardStateStore
 from pipeline.kafka import make_consumer
 from pipeline.scorer.changelog import StateRestorer
 from pipeline.settings import Settings
@@ -20,8 +19,8 @@ class RestoreError(FraudError):
 
 def restore_state(
     settings: Settings, topic: str, partitions: list[int], timeout_s: float = 120.0
-) -> dict[int, CardStateStore]:
-    """Card stores of ``partitions`` as of the changelog's last committed record."""
+) -> dict[int, StateRestorer]:
+    """Per partition, the changelog read to its last committed record."""
     if not partitions:
         return {}
     consumer = make_consumer(
@@ -59,4 +58,4 @@ def restore_state(
                 restorers[partition].add(message.key(), message.value())
     finally:
         consumer.close()
-    return {partition: restorer.build() for partition, restorer in restorers.items()}
+    return restorers

@@ -32,7 +32,7 @@ from confluent_kafka import (
 )
 
 from pipeline.errors import FraudError
-from pipeline.features import FEATURE_NAMES, CardStateStore, TerminalPrimitives, describe
+from pipeline.features import FEATURE_NAMES, TerminalPrimitives, describe
 from pipeline.features.spec import DAY_MS
 from pipeline.kafka import make_admin, make_producer
 from pipeline.metrics import ScorerMetrics
@@ -43,6 +43,7 @@ from pipeline.scorer.config import ScorerConfig
 from pipeline.scorer.labels import LabelJoiner
 from pipeline.scorer.outputs import BatchRows, alert_records, encode_decisions
 from pipeline.scorer.restore import restore_state
+from pipeline.scorer.state import PartitionedCardState
 from pipeline.scoring import ScoringEngine, ServingModel
 from pipeline.scoring.window_stats import WindowStats
 from pipeline.serde import Serde, dlq_headers
@@ -119,7 +120,7 @@ class ScorerWorker:
         )
         self.topics = settings.topics
         self.summary = RunSummary()
-        self.states: dict[int, CardStateStore] = {}
+        self.state = PartitionedCardState()
         self.engine: ScoringEngine | None = None
         self._control_generation = -1
         self._next_offsets: dict[int, int] = {}
@@ -491,22 +492,17 @@ class ScorerWorker:
                 producer.poll(0.05)
 
     def _features(self, rows: BatchRows) -> np.ndarray:
-        matrix = np.empty((len(rows.card_id), len(FEATURE_NAMES)), dtype=np.float32)
         terminal = None
         if self.terminal_source is not None:
             terminal = self.terminal_source.primitives(rows.terminal_id, rows.timestamp)
-        for partition in np.unique(rows.partition).tolist():
-            where = np.flatnonzero(rows.partition == partition)
-            state = self.states.get(partition)
-            if state is None:
-                state = self.states[partition] = CardStateStore()
-            part_terminal = _take_terminal(terminal, where) if terminal is not None else None
-            matrix[where] = state.features(
-                rows.card_id[where], rows.timestamp[where], rows.amount[where], part_terminal
-            )
-            if self.config.changelog:
+        matrix = self.state.features(
+            rows.card_id, rows.timestamp, rows.amount, rows.partition, terminal
+        )
+        if self.config.changelog:
+            for partition in np.unique(rows.partition).tolist():
+                where = rows.partition == partition
                 self._dirty.mark(partition, rows.card_id[where], rows.timestamp[where])
-        self.metrics.state_cards.set(sum(len(s) for s in self.states.values()))
+        self.metrics.state_cards.set(len(self.state))
         return matrix
 
     def _dead_letter(self, message: Message, reason: str, detail: str, stage: str) -> None:
@@ -631,11 +627,10 @@ class ScorerWorker:
         producer = self._producer
         assert producer is not None
         for partition in self._dirty.partitions():
-            state = self.states.get(partition)
             buckets = self._dirty.drain(partition)
-            if state is None:
+            if partition not in self.state.partitions:
                 continue
-            for key, value in bucket_records(state, buckets):
+            for key, value in bucket_records(self.state.store, buckets):
                 while True:
                     try:
                         producer.produce(topic, value, key, partition=partition)
@@ -673,16 +668,21 @@ class ScorerWorker:
         """Rebuild the card state of ``partitions`` from the changelog (the truth)."""
         for partition in partitions:
             self._dirty.forget(partition)
+        self.state.drop(partitions)
         if not self.config.changelog:
             for partition in partitions:
-                self.states[partition] = CardStateStore()
+                self.state.assign(partition)
             return
         started = time.monotonic()
         restored = restore_state(self.settings, self.topics.card_state_changelog, partitions)
-        self.states.update(restored)
+        cards = 0
+        for partition, restorer in restored.items():
+            ids, ts, amounts = restorer.histories()
+            self.state.load(partition, ids, ts, amounts)
+            cards += len(ids)
         log.info(
             "restored %d cards of partitions %s in %.2fs",
-            sum(len(store) for store in restored.values()),
+            cards,
             sorted(partitions),
             time.monotonic() - started,
         )
@@ -698,24 +698,24 @@ class ScorerWorker:
                 if rebuilt:
                     log.info("partition %d: %d decisions await labels", tp.partition, rebuilt)
         self._assigned_at = time.monotonic()
-        self.metrics.assigned_partitions.set(len(self.states))
+        self.metrics.assigned_partitions.set(len(self.state.partitions))
         log.info("assigned %s", sorted(tp.partition for tp in partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._commit()
         if self._labels is not None:
             self._labels.revoke([tp.partition for tp in partitions])
+        self.state.drop([tp.partition for tp in partitions])
         for tp in partitions:
-            self.states.pop(tp.partition, None)
             self._dirty.forget(tp.partition)
-        self.metrics.assigned_partitions.set(len(self.states))
+        self.metrics.assigned_partitions.set(len(self.state.partitions))
         log.info("revoked %s", sorted(tp.partition for tp in partitions))
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if self._labels is not None:
             self._labels.revoke([tp.partition for tp in partitions])
+        self.state.drop([tp.partition for tp in partitions])
         for tp in partitions:
-            self.states.pop(tp.partition, None)
             self._next_offsets.pop(tp.partition, None)
             self._dirty.forget(tp.partition)
         if self.config.exactly_once and self._in_transaction and self._producer is not None:
@@ -723,7 +723,7 @@ class ScorerWorker:
             self._producer.abort_transaction(30)
             self._in_transaction = False
             self._rewind()
-        self.metrics.assigned_partitions.set(len(self.states))
+        self.metrics.assigned_partitions.set(len(self.state.partitions))
         log.warning("lost %s", sorted(tp.partition for tp in partitions))
 
     # --- live model swap -------------------------------------------------------------
@@ -834,11 +834,3 @@ class ScorerWorker:
             lag = info.get("consumer_lag", -1)
             if name != "-1" and isinstance(lag, int) and lag >= 0:
                 self.metrics.consumer_lag.labels(partition=name).set(lag)
-
-
-def _take_terminal(terminal: TerminalPrimitives, where: np.ndarray) -> TerminalPrimitives:
-    return TerminalPrimitives(
-        {w: c[where] for w, c in terminal.count.items()},
-        {w: f[where] for w, f in terminal.frauds.items()},
-        terminal.known_fraud_age_ms[where],
-    )

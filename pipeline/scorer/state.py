@@ -1,0 +1,68 @@
+"""One worker's per-card state, one store for all its partitions.
+
+A single store keeps each batch one vectorized call however many partitions it
+spans; a card-to-partition map lets the worker drop exactly the cards of a
+revoked partition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from pipeline.features import CardStateStore, TerminalPrimitives
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+
+
+class PartitionedCardState:
+    """Card histories of the partitions a worker owns."""
+
+    def __init__(self) -> None:
+        self.store = CardStateStore()
+        self._partition_of: dict[int, int] = {}
+        self.partitions: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def features(
+        self,
+        card_id: I64,
+        ts_ms: I64,
+        amount: F64,
+        partition: I64,
+        terminal: TerminalPrimitives | None,
+    ) -> npt.NDArray[np.float32]:
+        """Update with a batch (any mix of partitions) and return its feature matrix."""
+        self._partition_of.update(zip(card_id.tolist(), partition.tolist(), strict=True))
+        return self.store.features(card_id, ts_ms, amount, terminal)
+
+    def load(
+        self,
+        partition: int,
+        card_ids: Sequence[int],
+        ts_ms: Sequence[npt.ArrayLike],
+        amounts: Sequence[npt.ArrayLike],
+    ) -> None:
+        """Install restored histories of one partition."""
+        self.partitions.add(partition)
+        if card_ids:
+            self.store.load_histories(card_ids, ts_ms, amounts)
+            self._partition_of.update(dict.fromkeys(card_ids, partition))
+
+    def assign(self, partition: int) -> None:
+        self.partitions.add(partition)
+
+    def drop(self, partitions: Sequence[int]) -> int:
+        """Forget every card of ``partitions``; returns how many."""
+        gone = set(partitions)
+        self.partitions -= gone
+        cards = [card for card, part in self._partition_of.items() if part in gone]
+        for card in cards:
+            self.store.drop_card(card)
+            del self._partition_of[card]
+        return len(cards)
