@@ -49,13 +49,17 @@ def cpu_seconds(pid: int) -> float:
 class ScorerProcess:
     """``fraud score`` in a subprocess; ready once its consumer has partitions."""
 
-    def __init__(self, env: dict[str, str], args: list[str], log_path: Path) -> None:
+    def __init__(
+        self, env: dict[str, str], args: list[str], log_path: Path, profile: str | None = None
+    ) -> None:
         fraud = Path(sys.executable).with_name("fraud")
         command = (
             [str(fraud)]
             if fraud.exists()
             else [sys.executable, "-c", "from pipeline.cli import main; main()"]
         )
+        if profile:
+            command = [sys.executable, "-m", "cProfile", "-o", profile, str(fraud)]
         self.log_path = log_path
         self._log = log_path.open("w")
         self.process = subprocess.Popen(
@@ -75,6 +79,31 @@ class ScorerProcess:
                 return
             time.sleep(0.2)
         raise RuntimeError(f"the scorer got no partitions in {timeout_s:.0f}s:\n{self.tail()}")
+
+    def scrape(self) -> dict[str, float]:
+        """Batch count, size and processing-time sums from the scorer's Prometheus endpoint."""
+        import re
+        import urllib.request
+
+        found = re.search(r"metrics on (http://\S+)", self.log_path.read_text())
+        if not found:
+            return {}
+        try:
+            with urllib.request.urlopen(found.group(1), timeout=5) as response:
+                text = response.read().decode()
+        except OSError:
+            return {}
+        wanted = (
+            "fraud_scorer_batch_size_sum",
+            "fraud_scorer_batch_size_count",
+            "fraud_scorer_batch_processing_seconds_sum",
+        )
+        values = {}
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            if name in wanted:
+                values[name] = float(value)
+        return values
 
     def tail(self, lines: int = 15) -> str:
         return "\n".join(self.log_path.read_text().splitlines()[-lines:])
@@ -127,6 +156,29 @@ class ProducerProcess:
         if self.process.is_alive():
             self.process.kill()
             self.process.join(5)
+
+
+def batch_figures(
+    before: dict[str, float], after: dict[str, float], cpu_s: float
+) -> dict[str, Any]:
+    """Batches of one rate (warm-up included): count, mean size, wall and CPU ms per batch."""
+    try:
+        count = after["fraud_scorer_batch_size_count"] - before["fraud_scorer_batch_size_count"]
+        size = after["fraud_scorer_batch_size_sum"] - before["fraud_scorer_batch_size_sum"]
+        wall = (
+            after["fraud_scorer_batch_processing_seconds_sum"]
+            - before["fraud_scorer_batch_processing_seconds_sum"]
+        )
+    except KeyError:
+        return {}
+    if count <= 0:
+        return {}
+    return {
+        "batches": int(count),
+        "mean_size": round(size / count, 1),
+        "processing_ms_mean": round(wall / count * 1000, 2),
+        "cpu_ms_per_batch": round(cpu_s / count * 1000, 2),
+    }
 
 
 def encoded_stream(settings: Any, frame: Any) -> tuple[bytes, list[bytes], list[bytes]]:
@@ -204,7 +256,8 @@ def run_mode(
         benchkit.unique("w"),
         "--batch-size",
         str(args.batch_size),
-        "--no-metrics",
+        "--metrics-port",
+        "0",
         "--exactly-once" if mode == "exactly-once" else "--at-least-once",
     ]
     if args.commit_interval_ms:
@@ -226,7 +279,8 @@ def run_mode(
     rows: list[dict[str, Any]] = []
     try:
         log(f"{mode}: starting the scorer and the producer")
-        scorer = ScorerProcess(env, scorer_args, work / f"scorer-{mode}.log")
+        profile = f"{args.profile_scorer}.{mode}" if args.profile_scorer else None
+        scorer = ScorerProcess(env, scorer_args, work / f"scorer-{mode}.log", profile)
         producer = ProducerProcess(producer_config, header, rests, keys)
         from pipeline.serde import Serde
 
@@ -243,6 +297,7 @@ def run_mode(
             log(f"{mode}: {rate:.0f}/s for {seconds:.0f}s ({args.warmup:.0f}s warm-up)")
             load_before = load_average()
             cpu_before, wall_before = scorer.cpu(), time.monotonic()
+            scraped_before = scorer.scrape()
             producer.start(latency_probe.PaceRequest(names["tx"], rate, seconds, index))
             report = None
             deadline = time.monotonic() + seconds + 60
@@ -252,7 +307,9 @@ def run_mode(
                     report = producer.result(0)
             if report is None:
                 raise RuntimeError("the paced producer did not finish")
-            scorer_cores = (scorer.cpu() - cpu_before) / (time.monotonic() - wall_before)
+            cpu_used = scorer.cpu() - cpu_before
+            scorer_cores = cpu_used / (time.monotonic() - wall_before)
+            batches = batch_figures(scraped_before, scorer.scrape(), cpu_used)
             index += len(report.send_us)
             first_id = latency_probe.transaction_id(int(report.send_us[0]), 0)
             drain_until = time.monotonic() + args.drain_timeout
@@ -267,6 +324,7 @@ def run_mode(
             row = latency_probe.latency_row(rate, report, args.warmup, ids, read_s, probe.samples)
             row.update(
                 scorer_cpu_cores=round(scorer_cores, 2),
+                scorer_batches=batches,
                 duplicates_so_far=duplicates,
                 load_before=load_before,
                 load_after=load_average(),
@@ -327,6 +385,12 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--pause", type=float, default=1.0, help="idle seconds between rates")
     parser.add_argument("--start-timeout", type=float, default=180.0)
+    parser.add_argument(
+        "--profile-scorer",
+        metavar="PATH",
+        default=None,
+        help="run the scorer under cProfile, stats to PATH.<mode>",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     args.rates = [float(r) for r in args.rates.split(",") if r.strip()]
