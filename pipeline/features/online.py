@@ -24,7 +24,7 @@ import numpy.typing as npt
 from pipeline.features.derive import assemble
 from pipeline.features.errors import FeatureError
 from pipeline.features.primitives import CardPrimitives
-from pipeline.features.spec import CARD_HISTORY_MS, CARD_WINDOWS_MS, FEATURES, FeatureSpec
+from pipeline.features.spec import CARD_HISTORY_MS, CARD_WINDOWS_MS, DAY_MS, FEATURES, FeatureSpec
 from pipeline.features.terminal import TerminalPrimitives
 
 F32 = npt.NDArray[np.float32]
@@ -369,6 +369,54 @@ class CardStateStore:
         cuts = (offsets * 8).tolist()
         cuts.append(len(raw))
         return [raw[lo:hi] for lo, hi in itertools.pairwise(cuts)]
+
+    def day_buckets(
+        self, card_ids: Sequence[int], days: Sequence[int], magic_word: int, day_ms: int = DAY_MS
+    ) -> list[bytes]:
+        """Per (card, UTC day), the card's retained rows of that day, packed.
+
+        Layout of each blob (little-endian 8-byte words): ``magic_word + (n << 32)``,
+        then ``n`` timestamps, then ``n`` amounts. One vectorized pass: a
+        bisection over every bucket's segment at once, then slicing.
+        """
+        count = len(card_ids)
+        if count == 0:
+            return []
+        get = self._slot.get
+        slots = np.fromiter(map(get, card_ids, itertools.repeat(-1)), np.int64, count)
+        held = slots >= 0
+        slot = np.where(held, slots, 0)
+        seg_lo = np.where(held, self._base[slot] + self._live[slot], 0)
+        seg_hi = np.where(held, self._base[slot] + self._end[slot], 0)
+        day = np.asarray(days, dtype=np.int64)
+        first = self._bisect(seg_lo, seg_hi, day * day_ms)
+        last = self._bisect(seg_lo, seg_hi, (day + 1) * day_ms)
+        length = last - first
+        words = 1 + 2 * length
+        offsets = np.cumsum(words) - words
+        out = np.empty(int(words.sum()), dtype="<i8")
+        out[offsets] = magic_word + (length << 32)
+        src = _runs(first, length)
+        out[_runs(offsets + 1, length)] = self._ts[src]
+        out[_runs(offsets + 1 + length, length)] = self._amount[src].view(np.int64)
+        raw = out.tobytes()
+        cuts = (offsets * 8).tolist()
+        cuts.append(len(raw))
+        return [raw[lo:hi] for lo, hi in itertools.pairwise(cuts)]
+
+    def _bisect(self, lo: I64, hi: I64, target: I64) -> I64:
+        """Per segment ``[lo, hi)`` of the sorted pool, the first index with ts >= target."""
+        lo, hi = lo.copy(), hi.copy()
+        ts = self._ts
+        while True:
+            active = lo < hi
+            if not active.any():
+                return lo
+            mid = (lo + hi) // 2
+            below = np.zeros(len(lo), dtype=bool)
+            below[active] = ts[mid[active]] < target[active]
+            lo = np.where(active & below, mid + 1, lo)
+            hi = np.where(active & ~below, mid, hi)
 
     def dump_card(self, card_id: int) -> bytes:
         """One card's state as bytes (little-endian; versioned header)."""

@@ -25,6 +25,7 @@ I64 = npt.NDArray[np.int64]
 
 _MAGIC = b"CDB1"
 _HEADER = struct.Struct("<4sI")
+_MAGIC_WORD = int.from_bytes(_MAGIC, "little")
 
 
 class ChangelogError(ValueError):
@@ -93,12 +94,15 @@ def bucket_records(
     store: CardStateStore, buckets: Iterable[tuple[int, int]]
 ) -> list[tuple[bytes, bytes]]:
     """(key, value) of each dirty bucket, from the store's current history."""
-    out: list[tuple[bytes, bytes]] = []
-    for card_id, day in buckets:
-        ts, amount = store.history(card_id)
-        in_day = (ts // DAY_MS) == day
-        out.append((bucket_key(card_id, day), encode_bucket(ts[in_day], amount[in_day])))
-    return out
+    pairs = list(buckets)
+    if not pairs:
+        return []
+    cards = [card for card, _ in pairs]
+    days = [day for _, day in pairs]
+    values = store.day_buckets(cards, days, _MAGIC_WORD, DAY_MS)
+    return [
+        (f"{card}:{day}".encode(), value) for (card, day), value in zip(pairs, values, strict=True)
+    ]
 
 
 class StateRestorer:

@@ -117,3 +117,17 @@ def test_window_stats_emit_after_the_grace_period() -> None:
     assert record["feature_mean"] == [2.0, 1.0]  # NaN counted as 0
     assert record["feature_std"][0] == pytest.approx(1.0)
     assert [w.start_ms for w in stats.drain()] == [T0 + HOUR_MS]
+
+
+def test_vectorized_day_buckets_equal_the_plain_ones() -> None:
+    cards, ts, amount = _history(3, n=2000)
+    store = CardStateStore()
+    for lo in range(0, len(cards), 250):
+        store.features(cards[lo : lo + 250], ts[lo : lo + 250], amount[lo : lo + 250], None)
+    wanted = sorted({(int(c), int(t // DAY_MS)) for c, t in zip(cards, ts, strict=True)})
+    wanted.append((999_999, 17_622))  # a card the store never saw: an empty bucket
+    for (card, day), (key, value) in zip(wanted, bucket_records(store, wanted), strict=True):
+        held_ts, held_amount = store.history(card)
+        in_day = (held_ts // DAY_MS) == day
+        assert key == f"{card}:{day}".encode()
+        assert value == encode_bucket(held_ts[in_day], held_amount[in_day])
