@@ -352,23 +352,8 @@ class CardStateStore:
     def dump_cards(self, card_ids: Iterable[int] | I64) -> list[bytes]:
         """:meth:`dump_card` of many cards at once (one numpy pass, then slicing)."""
         ids = np.asarray(card_ids, dtype=np.int64).reshape(-1).tolist()
-        get = self._slot.get
-        slots = np.fromiter(map(get, ids, itertools.repeat(-1)), np.int64, len(ids))
-        held = slots >= 0
-        slot = np.where(held, slots, 0)
-        start = self._base[slot] + self._live[slot]
-        length = np.where(held, self._end[slot] - self._live[slot], 0)
-        words = 1 + 2 * length
-        offsets = np.cumsum(words) - words
-        out = np.empty(int(words.sum()), dtype="<i8")
-        out[offsets] = _MAGIC_WORD + (length << 32)
-        src = _runs(start, length)
-        out[_runs(offsets + 1, length)] = self._ts[src]
-        out[_runs(offsets + 1 + length, length)] = self._amount[src].view(np.int64)
-        raw = out.tobytes()
-        cuts = (offsets * 8).tolist()
-        cuts.append(len(raw))
-        return [raw[lo:hi] for lo, hi in itertools.pairwise(cuts)]
+        held, seg_lo, seg_hi = self._segments(ids)
+        return self._pack(seg_lo, np.where(held, seg_hi - seg_lo, 0), _MAGIC_WORD)
 
     def day_buckets(
         self, card_ids: Sequence[int], days: Sequence[int], magic_word: int, day_ms: int = DAY_MS
@@ -379,19 +364,25 @@ class CardStateStore:
         then ``n`` timestamps, then ``n`` amounts. One vectorized pass: a
         bisection over every bucket's segment at once, then slicing.
         """
-        count = len(card_ids)
-        if count == 0:
+        if len(card_ids) == 0:
             return []
-        get = self._slot.get
-        slots = np.fromiter(map(get, card_ids, itertools.repeat(-1)), np.int64, count)
-        held = slots >= 0
-        slot = np.where(held, slots, 0)
-        seg_lo = np.where(held, self._base[slot] + self._live[slot], 0)
-        seg_hi = np.where(held, self._base[slot] + self._end[slot], 0)
+        held, seg_lo, seg_hi = self._segments(card_ids)
+        seg_lo, seg_hi = np.where(held, seg_lo, 0), np.where(held, seg_hi, 0)
         day = np.asarray(days, dtype=np.int64)
         first = self._bisect(seg_lo, seg_hi, day * day_ms)
         last = self._bisect(seg_lo, seg_hi, (day + 1) * day_ms)
-        length = last - first
+        return self._pack(first, last - first, magic_word)
+
+    def _segments(self, card_ids: Sequence[int]) -> tuple[npt.NDArray[np.bool_], I64, I64]:
+        """Per card: held at all, and the [lo, hi) of its live rows in the pool."""
+        get = self._slot.get
+        slots = np.fromiter(map(get, card_ids, itertools.repeat(-1)), np.int64, len(card_ids))
+        held = slots >= 0
+        slot = np.where(held, slots, 0)
+        return held, self._base[slot] + self._live[slot], self._base[slot] + self._end[slot]
+
+    def _pack(self, first: I64, length: I64, magic_word: int) -> list[bytes]:
+        """Blobs of pool rows ``first .. first + length``: header word, timestamps, amounts."""
         words = 1 + 2 * length
         offsets = np.cumsum(words) - words
         out = np.empty(int(words.sum()), dtype="<i8")
