@@ -270,6 +270,7 @@ class ErrorDriftDetector:
         self._adwin = ADWIN(delta=config.error_adwin_delta)  # type: ignore[no-untyped-call]
         self._since = 0
         self._segment_start: int | None = None
+        self._segment_end = 0
         self._recent: deque[float] = deque(maxlen=config.error_min_outcomes)
 
     @property
@@ -279,8 +280,11 @@ class ErrorDriftDetector:
 
     def update(self, outcome: Outcome) -> DriftSignal | None:
         """Feed one outcome; a signal when the error rate rose significantly."""
-        if self._segment_start is None:
+        # Outcomes of several partitions interleave out of time order: the
+        # window is the span of the segment's timestamps, not first..last.
+        if self._segment_start is None or outcome.timestamp < self._segment_start:
             self._segment_start = outcome.timestamp
+        self._segment_end = max(self._segment_end, outcome.timestamp)
         error = float(outcome.alerted != outcome.is_fraud)
         before = self._adwin.estimation
         self._adwin.update(error)  # type: ignore[no-untyped-call]
@@ -289,8 +293,8 @@ class ErrorDriftDetector:
         if not self._adwin.drift_detected:
             return None
         recent = sum(self._recent) / len(self._recent)
-        start, since = self._segment_start, self._since
-        self._segment_start, self._since = outcome.timestamp, 0
+        start, end, since = self._segment_start, self._segment_end, self._since
+        self._segment_start, self._segment_end, self._since = None, 0, 0
         if recent <= before or since < self.config.error_min_outcomes:
             return None
         return DriftSignal(
@@ -302,7 +306,7 @@ class ErrorDriftDetector:
             statistic=recent,
             threshold=self.config.error_adwin_delta,
             window_start=start,
-            window_end=outcome.timestamp,
+            window_end=end,
             details={
                 "error_rate_before": f"{before:.6f}",
                 "recent_outcomes": str(len(self._recent)),

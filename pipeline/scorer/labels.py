@@ -29,6 +29,7 @@ from pipeline.settings import Settings
 log = logging.getLogger(__name__)
 
 _MAX_BUFFERED = 200_000
+_NO_LABELS_FACTOR = 3
 
 
 @dataclass
@@ -48,6 +49,7 @@ class LabelJoiner:
         label_codec: RecordCodec,
         decision_codec: RecordCodec,
         retention_ms: int,
+        delay_ms: int,
     ) -> None:
         self.settings = settings
         self.topic = settings.topics.labels
@@ -55,6 +57,8 @@ class LabelJoiner:
         self.decision_codec = decision_codec
         self.retention_ms = retention_ms
         self.pending: dict[int, PendingDecisions] = {}
+        self._label_marks: dict[int, int] = {}
+        self.delay_ms = delay_ms
         self.watermarks: dict[int, int] = {}
         self._buffers: dict[int, deque[tuple[Message, dict[str, Any]]]] = {}
         self._next_offsets: dict[int, int] = {}
@@ -89,6 +93,7 @@ class LabelJoiner:
             self.pending.pop(partition, None)
             self._buffers.pop(partition, None)
             self.watermarks.pop(partition, None)
+            self._label_marks.pop(partition, None)
             self._next_offsets.pop(partition, None)
 
     def rebuild(self, partition: int, timeout_s: float = 60.0) -> int:
@@ -135,12 +140,17 @@ class LabelJoiner:
 
     # --- the join ---------------------------------------------------------------
     def observe(self, partition: int, max_ts_ms: int) -> None:
-        """Advance a partition's event time (the largest transaction time decided)."""
+        """Advance a partition's event time (the largest transaction time decided).
+
+        Decisions normally leave the table when their label is joined or when
+        the labels read have moved past their label time (:meth:`poll`); this
+        only bounds memory when labels stop coming altogether.
+        """
         if max_ts_ms > self.watermarks.get(partition, -1):
             self.watermarks[partition] = max_ts_ms
             pending = self.pending.get(partition)
             if pending is not None:
-                pending.expire(max_ts_ms)
+                pending.expire(max_ts_ms - (_NO_LABELS_FACTOR - 1) * self.retention_ms)
 
     def poll(self, max_records: int = 5000) -> LabelResult:
         """Read available labels and join every one whose time has come."""
@@ -166,6 +176,12 @@ class LabelJoiner:
             pending = self.pending[partition]
             while buffer and int(buffer[0][1]["label_timestamp"]) <= watermark:
                 message, label = buffer.popleft()
+                label_ms = int(label["label_timestamp"])
+                if label_ms > self._label_marks.get(partition, -1):
+                    self._label_marks[partition] = label_ms
+                    # Labels come in label-time order per partition: a decision whose
+                    # label time is over a day behind them will not get one any more.
+                    pending.expire(label_ms)
                 self._next_offsets[partition] = (message.offset() or 0) + 1
                 transaction_id = int(label["transaction_id"])
                 decision = pending.take(transaction_id)

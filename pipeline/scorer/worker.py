@@ -172,6 +172,7 @@ class ScorerWorker:
                 self.serde.codec("Label"),
                 self.decision_codec,
                 retention_ms=(self.settings.label_delay_days + 1) * DAY_MS,
+                delay_ms=self.settings.label_delay_days * DAY_MS,
             )
         self._consumer = Consumer(self._consumer_config())
         self._consumer.subscribe(
@@ -407,7 +408,9 @@ class ScorerWorker:
     ) -> None:
         """Feed the label join and the window statistics."""
         if self.config.monitor_stats:
-            self._stats.add(rows.timestamp, scores, actions, features, processing_ms)
+            self._stats.add(
+                rows.timestamp, scores, actions, features, processing_ms, rows.partition
+            )
         labels = self._labels
         if labels is None:
             return
@@ -706,6 +709,7 @@ class ScorerWorker:
         if self._labels is not None:
             self._labels.revoke([tp.partition for tp in partitions])
         self.state.drop([tp.partition for tp in partitions])
+        self._stats.forget([tp.partition for tp in partitions])
         for tp in partitions:
             self._dirty.forget(tp.partition)
         self.metrics.assigned_partitions.set(len(self.state.partitions))
@@ -715,6 +719,7 @@ class ScorerWorker:
         if self._labels is not None:
             self._labels.revoke([tp.partition for tp in partitions])
         self.state.drop([tp.partition for tp in partitions])
+        self._stats.forget([tp.partition for tp in partitions])
         for tp in partitions:
             self._next_offsets.pop(tp.partition, None)
             self._dirty.forget(tp.partition)

@@ -1,8 +1,10 @@
 """Per-window monitoring statistics of one worker, cheap enough for the hot path.
 
 Windows are event-time intervals ``[start, start + length)``. A window is
-emitted once the worker's event-time watermark (the largest transaction time
-seen) passes its end plus a grace period. Every statistic is additive (counts,
+emitted once the worker's event-time watermark passes its end plus a grace
+period. The watermark is the slowest partition's: the smallest, over the
+partitions the worker reads, of the largest transaction time seen on each, so
+a partition consumed ahead of the others does not close windows early. Every statistic is additive (counts,
 sums), so a late record that reopens an emitted window simply produces a
 second, partial record for it, which the monitor merges like any other.
 """
@@ -101,8 +103,17 @@ class WindowStats:
         self.grace_ms = grace_ms
         self.n_features = n_features
         self.bins = bins
-        self.watermark_ms = -1
+        self._partition_marks: dict[int, int] = {}
         self._open: dict[int, WindowAccumulator] = {}
+
+    @property
+    def watermark_ms(self) -> int:
+        return min(self._partition_marks.values()) if self._partition_marks else -1
+
+    def forget(self, partitions: list[int]) -> None:
+        """Partitions that moved to another worker no longer hold the watermark back."""
+        for partition in partitions:
+            self._partition_marks.pop(partition, None)
 
     def add(
         self,
@@ -111,19 +122,25 @@ class WindowStats:
         actions: npt.NDArray[np.int8],
         features: npt.NDArray[Any],
         latency_ms: float,
+        partition: npt.NDArray[np.int64] | None = None,
     ) -> None:
         if len(ts_ms) == 0:
             return
+        parts = np.zeros(len(ts_ms), np.int64) if partition is None else partition
+        for part in np.unique(parts).tolist():
+            newest = int(ts_ms[parts == part].max())
+            if newest > self._partition_marks.get(part, -1):
+                self._partition_marks[part] = newest
         starts = (ts_ms // self.length_ms) * self.length_ms
         for start in np.unique(starts).tolist():
             rows = starts == start
             window = self._window(start)
             window.add(scores[rows], actions[rows], features[rows], latency_ms)
-        self.watermark_ms = max(self.watermark_ms, int(ts_ms.max()))
 
     def dead_letter(self, count: int = 1) -> None:
         """Bad records count in the newest open window (they have no event time)."""
-        start = (max(self.watermark_ms, 0) // self.length_ms) * self.length_ms
+        newest = max(self._partition_marks.values(), default=0)
+        start = (newest // self.length_ms) * self.length_ms
         self._window(start).dead_letters += count
 
     def due(self) -> list[WindowAccumulator]:

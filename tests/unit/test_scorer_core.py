@@ -106,13 +106,28 @@ def test_window_stats_emit_after_the_grace_period() -> None:
     features = np.array([[1.0, np.nan], [3.0, 2.0], [5.0, 4.0]], np.float32)
     stats.add(ts, scores, actions, features, latency_ms=2.0)
     assert stats.due() == []
-    stats.add(np.array([T0 + HOUR_MS + 10 * 60_000], np.int64), np.array([0.2]),
-              np.array([APPROVE], np.int8), np.array([[0.0, 0.0]], np.float32), 1.0)
+    stats.add(
+        np.array([T0 + HOUR_MS + 10 * 60_000], np.int64),
+        np.array([0.2]),
+        np.array([APPROVE], np.int8),
+        np.array([[0.0, 0.0]], np.float32),
+        1.0,
+    )
     (first,) = stats.due()
-    record = first.record(worker_id="w", model_name="fraud", model_version="v1",
-                          feature_set_version="2", feature_names=["a", "b"])
+    record = first.record(
+        worker_id="w",
+        model_name="fraud",
+        model_version="v1",
+        feature_set_version="2",
+        feature_names=["a", "b"],
+    )
     assert record["window_start"] == T0 and record["window_end"] == T0 + HOUR_MS
-    assert (record["count"], record["approved"], record["reviewed"], record["alerts"]) == (2, 1, 1, 1)
+    assert (record["count"], record["approved"], record["reviewed"], record["alerts"]) == (
+        2,
+        1,
+        1,
+        1,
+    )
     assert record["score_histogram"] == [1, 0, 0, 1]
     assert record["feature_mean"] == [2.0, 1.0]  # NaN counted as 0
     assert record["feature_std"][0] == pytest.approx(1.0)
@@ -131,3 +146,38 @@ def test_vectorized_day_buckets_equal_the_plain_ones() -> None:
         in_day = (held_ts // DAY_MS) == day
         assert key == f"{card}:{day}".encode()
         assert value == encode_bucket(held_ts[in_day], held_amount[in_day])
+
+
+def test_window_watermark_is_the_slowest_partitions() -> None:
+    stats = WindowStats(length_ms=HOUR_MS, grace_ms=0, n_features=1, bins=2)
+    one = np.array([[1.0]], np.float32)
+    approve = np.array([APPROVE], np.int8)
+    stats.add(np.array([T0], np.int64), np.array([0.1]), approve, one, 1.0, np.array([0]))
+    stats.add(
+        np.array([T0 + 5 * HOUR_MS], np.int64), np.array([0.1]), approve, one, 1.0, np.array([1])
+    )
+    assert stats.due() == []  # partition 0 is still in the first hour
+    stats.add(
+        np.array([T0 + 2 * HOUR_MS], np.int64), np.array([0.1]), approve, one, 1.0, np.array([0])
+    )
+    assert [w.start_ms for w in stats.due()] == [T0]
+    stats.forget([0])
+    assert [w.start_ms for w in stats.due()] == [T0 + 2 * HOUR_MS]
+
+
+def test_pending_decisions_wait_for_late_labels() -> None:
+    pending = PendingDecisions(retention_ms=8 * DAY_MS)
+    pending.add(
+        np.array([1], np.int64),
+        np.array([10], np.int64),
+        np.array([T0], np.int64),
+        np.array([0.2]),
+        np.array([APPROVE], np.int8),
+        "fraud",
+        "v1",
+        T0,
+    )
+    # Transactions far ahead (a lagging labels reader) do not expire it...
+    assert pending.expire(T0 + 20 * DAY_MS - 16 * DAY_MS) == 0
+    # ...labels read past its label time by more than a day do.
+    assert pending.expire(T0 + 8 * DAY_MS + 1) == 1
