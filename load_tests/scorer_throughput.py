@@ -157,6 +157,8 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--modes", default="at-least-once",
                         help="comma-separated: at-least-once, exactly-once")
+    parser.add_argument("--repeat", type=int, default=2,
+                        help="alternate ceiling and scorer runs this many times; best of each")
     parser.add_argument("--no-faust", action="store_true")
     parser.add_argument("--monitoring-cost", action="store_true",
                         help="also run at-least-once without the label join and window stats")
@@ -181,13 +183,28 @@ def main() -> None:
         log(f"producing {len(frame)} transactions")
         benchkit.produce_transactions(settings, names["tx"], frame)
 
-        log("I/O ceiling")
-        ceiling = io_ceiling(settings, names["tx"], names["ceil"], len(frame), args.batch_size)
+        # Ceiling and scorer alternate, best of --repeat each: a burst of load
+        # from elsewhere on the machine then hurts one try, not the ratio.
+        ceilings: list[float] = []
         results: dict[str, dict] = {}
-        for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
-            log(f"scorer, {mode}")
-            results[mode] = scorer_run(settings, len(frame), args.batch_size,
-                                       exactly_once=(mode == "exactly-once"))
+        modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+        for attempt in range(args.repeat):
+            log(f"I/O ceiling (try {attempt + 1})")
+            ceilings.append(
+                io_ceiling(settings, names["tx"], names["ceil"], len(frame), args.batch_size)
+            )
+            for mode in modes:
+                log(f"scorer, {mode} (try {attempt + 1})")
+                run = scorer_run(settings, len(frame), args.batch_size,
+                                 exactly_once=(mode == "exactly-once"))
+                best = results.get(mode)
+                run["tries_events_per_s"] = [*(best or {}).get("tries_events_per_s", []),
+                                             run["events_per_s"]]
+                if best is None or run["events_per_s"] > best["events_per_s"]:
+                    results[mode] = run
+                else:
+                    best["tries_events_per_s"] = run["tries_events_per_s"]
+        ceiling = max(ceilings)
         if args.monitoring_cost:
             log("scorer, at-least-once, no monitoring outputs")
             results["at-least-once-no-monitoring"] = scorer_run(
@@ -204,6 +221,7 @@ def main() -> None:
     report = {
         "events_per_s": events_per_s,
         "io_ceiling_events_per_s": round(ceiling),
+        "io_ceiling_tries_events_per_s": [round(c) for c in ceilings],
         "faust_events_per_s": round(faust) if faust else None,
         "ratio_to_io_ceiling": round(events_per_s / ceiling, 3),
         "ratio_to_faust": round(events_per_s / faust, 2) if faust else None,

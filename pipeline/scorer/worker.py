@@ -816,7 +816,7 @@ class ScorerWorker:
             "client.id": f"scorer-{self.config.worker_id}",
             "enable.idempotence": True,
             "acks": "all",
-            "linger.ms": 5,
+            "linger.ms": 2,
             "batch.size": 1_000_000,
             "compression.type": "lz4",
             "queue.buffering.max.messages": 500_000,

@@ -31,17 +31,37 @@ class PendingDecision:
     decided_at: int
 
 
+@dataclass(frozen=True)
+class _Segment:
+    """One batch of decisions, columnar."""
+
+    card_id: I64
+    ts_ms: I64
+    scores: npt.NDArray[np.float64]
+    actions: npt.NDArray[np.int8]
+    model_name: str
+    model_version: str
+    decided_at: int
+    ids: list[int]
+
+
 class PendingDecisions:
-    """Decisions of one partition waiting for their label."""
+    """Decisions of one partition waiting for their label.
+
+    Batches are kept as columns; a dict maps each transaction id to its batch
+    and row, the only per-decision work on the hot path.
+    """
 
     def __init__(self, retention_ms: int) -> None:
         self.retention_ms = retention_ms
-        self._table: dict[int, tuple[int, int, float, int, str, str, int]] = {}
-        self._expiry: deque[tuple[int, list[int]]] = deque()
+        self._index: dict[int, tuple[int, int]] = {}
+        self._segments: dict[int, _Segment] = {}
+        self._expiry: deque[tuple[int, int]] = deque()  # (newest ts, segment number)
+        self._next_segment = 0
         self.expired = 0
 
     def __len__(self) -> int:
-        return len(self._table)
+        return len(self._index)
 
     def add(
         self,
@@ -54,55 +74,59 @@ class PendingDecisions:
         model_version: str,
         decided_at: int,
     ) -> None:
-        if len(transaction_id) == 0:
+        n = len(transaction_id)
+        if n == 0:
             return
+        number = self._next_segment
+        self._next_segment += 1
         ids = transaction_id.tolist()
-        self._table.update(
-            zip(
-                ids,
-                zip(
-                    card_id.tolist(),
-                    ts_ms.tolist(),
-                    scores.tolist(),
-                    actions.tolist(),
-                    [model_name] * len(ids),
-                    [model_version] * len(ids),
-                    [decided_at] * len(ids),
-                    strict=True,
-                ),
-                strict=True,
-            )
+        self._segments[number] = _Segment(
+            card_id, ts_ms, scores, actions, model_name, model_version, decided_at, ids
         )
-        self._expiry.append((int(ts_ms.max()), ids))
+        self._index.update(zip(ids, zip([number] * n, range(n), strict=True), strict=True))
+        self._expiry.append((int(ts_ms.max()), number))
 
     def add_one(self, decision: dict[str, Any]) -> None:
         """Add one decoded Decision record (used when rebuilding after a restart)."""
-        transaction_id = int(decision["transaction_id"])
-        self._table[transaction_id] = (
-            int(decision["card_id"]),
-            int(decision["timestamp"]),
-            float(decision["score"]),
-            ACTIONS.index(str(decision["action"])),
+        self.add(
+            np.array([int(decision["transaction_id"])], np.int64),
+            np.array([int(decision["card_id"])], np.int64),
+            np.array([int(decision["timestamp"])], np.int64),
+            np.array([float(decision["score"])]),
+            np.array([ACTIONS.index(str(decision["action"]))], np.int8),
             str(decision["model_name"]),
             str(decision["model_version"]),
             int(decision["decided_at"]),
         )
-        self._expiry.append((int(decision["timestamp"]), [transaction_id]))
 
     def expire(self, watermark_ms: int) -> int:
         """Forget decisions older than the retention behind ``watermark_ms``."""
         dropped = 0
         while self._expiry and self._expiry[0][0] < watermark_ms - self.retention_ms:
-            _, ids = self._expiry.popleft()
-            for transaction_id in ids:
-                if self._table.pop(transaction_id, None) is not None:
+            _, number = self._expiry.popleft()
+            segment = self._segments.pop(number)
+            for row, transaction_id in enumerate(segment.ids):
+                if self._index.get(transaction_id) == (number, row):
+                    del self._index[transaction_id]
                     dropped += 1
         self.expired += dropped
         return dropped
 
     def take(self, transaction_id: int) -> PendingDecision | None:
-        entry = self._table.pop(transaction_id, None)
-        return PendingDecision(*entry) if entry is not None else None
+        where = self._index.pop(transaction_id, None)
+        if where is None:
+            return None
+        segment = self._segments[where[0]]
+        row = where[1]
+        return PendingDecision(
+            int(segment.card_id[row]),
+            int(segment.ts_ms[row]),
+            float(segment.scores[row]),
+            int(segment.actions[row]),
+            segment.model_name,
+            segment.model_version,
+            segment.decided_at,
+        )
 
 
 def outcome_record(

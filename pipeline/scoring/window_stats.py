@@ -132,10 +132,31 @@ class WindowStats:
             if newest > self._partition_marks.get(part, -1):
                 self._partition_marks[part] = newest
         starts = (ts_ms // self.length_ms) * self.length_ms
-        for start in np.unique(starts).tolist():
-            rows = starts == start
+        windows, which = np.unique(starts, return_inverse=True)
+        k = len(windows)
+        counts = np.bincount(which, minlength=k)
+        action_counts = np.bincount(which * 3 + actions, minlength=3 * k).reshape(k, 3)
+        bins = np.clip((scores * self.bins).astype(np.int64), 0, self.bins - 1)
+        histogram = np.bincount(which * self.bins + bins, minlength=k * self.bins)
+        histogram = histogram.reshape(k, self.bins)
+        values = np.nan_to_num(features.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        if k == 1:
+            sums, squares = values.sum(axis=0)[None, :], (values * values).sum(axis=0)[None, :]
+        else:
+            order = np.argsort(which, kind="stable")
+            cuts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+            ordered = values[order]
+            sums = np.add.reduceat(ordered, cuts, axis=0)
+            squares = np.add.reduceat(ordered * ordered, cuts, axis=0)
+        for i, start in enumerate(windows.tolist()):
             window = self._window(start)
-            window.add(scores[rows], actions[rows], features[rows], latency_ms)
+            window.count += int(counts[i])
+            window.actions += action_counts[i]
+            window.histogram += histogram[i]
+            window.feature_sum += sums[i]
+            window.feature_sq += squares[i]
+            window.latency_sum_ms += latency_ms * int(counts[i])
+            window.latency_max_ms = max(window.latency_max_ms, latency_ms)
 
     def dead_letter(self, count: int = 1) -> None:
         """Bad records count in the newest open window (they have no event time)."""
