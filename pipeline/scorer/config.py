@@ -42,6 +42,7 @@ class ScorerConfig:
     latency_sample_every: int = 64
     session_timeout_ms: int = 15_000
     dlq_max_value_bytes: int | None = None
+    commit_watchdog_s: float = 120.0
 
     @property
     def effective_commit_interval_s(self) -> float:

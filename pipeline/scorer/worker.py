@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -134,6 +135,7 @@ class ScorerWorker:
         self._stop = threading.Event()
         self._dirty = DirtyBuckets()
         self._assigned_at = 0.0
+        self._commit_started = 0.0
         # The largest dead-letter value the producer can send, leaving room for
         # the key and headers.
         producer_limit = int(settings.kafka_config.get("message.max.bytes", 1_000_000))
@@ -162,6 +164,9 @@ class ScorerWorker:
             self.terminal_source = self._open_terminal_table()
         self._producer = make_producer(self.settings, **self._producer_config())
         if self.config.exactly_once:
+            threading.Thread(
+                target=self._watch_commits, name="commit-watchdog", daemon=True
+            ).start()
             try:
                 self._producer.init_transactions(30)
             except KafkaException as exc:
@@ -474,6 +479,10 @@ class ScorerWorker:
         error = message.error()
         if error is None:
             return True
+        if error.fatal():
+            # e.g. a static member fenced by another with the same id: this
+            # consumer will never fetch again, so stop (a restart is safe).
+            raise ScorerError(f"fatal consumer error: {error}")
         if error.code() != KafkaError._PARTITION_EOF:
             self.metrics.errors.labels(stage="consume").inc()
             log.warning("consume error: %s", error)
@@ -551,6 +560,11 @@ class ScorerWorker:
                 producer.poll(0.05)
 
     def _delivered(self, error: KafkaError | None, message: Message) -> None:
+        if error is not None and error.code() in (
+            KafkaError._PURGE_QUEUE,
+            KafkaError._PURGE_INFLIGHT,
+        ):
+            return  # an aborted transaction's outputs: redone after the rewind
         if error is not None:
             self.metrics.errors.labels(stage="produce").inc()
             log.error("delivery to %s failed: %s", message.topic(), error)
@@ -593,6 +607,7 @@ class ScorerWorker:
             offsets.extend(self._labels.committable())
         if self.config.exactly_once:
             if self._in_transaction:
+                self._commit_started = time.monotonic()
                 try:
                     if offsets:
                         producer.send_offsets_to_transaction(
@@ -600,9 +615,11 @@ class ScorerWorker:
                         )
                     producer.commit_transaction(60)
                 except KafkaException as exc:
+                    self._commit_started = 0.0
                     self._in_transaction = False
                     self._after_failed_commit(exc)
                     return
+                self._commit_started = 0.0
                 self._in_transaction = False
         else:
             remaining = producer.flush(30)
@@ -641,6 +658,21 @@ class ScorerWorker:
                     except BufferError:
                         producer.poll(0.05)
 
+    def _watch_commits(self) -> None:
+        """Exit the process if a transaction commit hangs past its own timeouts.
+
+        librdkafka can block in send_offsets_to_transaction after a broker is
+        lost; exiting is safe in exactly-once mode (the restarted worker's
+        init_transactions aborts what was open) and lets a supervisor restart it.
+        """
+        limit = self.config.commit_watchdog_s
+        while not self._stop.wait(1.0):
+            started = self._commit_started
+            if started and time.monotonic() - started > limit:
+                log.critical("transaction commit stuck for over %.0fs; exiting", limit)
+                logging.shutdown()
+                os._exit(70)
+
     def _after_failed_commit(self, exc: KafkaException) -> None:
         error = exc.args[0] if exc.args else None
         producer = self._producer
@@ -653,11 +685,15 @@ class ScorerWorker:
             return
         raise ScorerError(f"cannot commit the transaction: {exc}") from exc
 
-    def _rewind(self) -> None:
+    def _rewind(self, exclude: set[int] | None = None) -> None:
         """Seek every assigned partition back to its committed offset; restore state."""
         consumer = self._consumer
         assert consumer is not None
-        assigned = consumer.assignment()
+        assigned = [
+            tp for tp in consumer.assignment() if not exclude or tp.partition not in exclude
+        ]
+        if not assigned:
+            return
         committed = consumer.committed(assigned, timeout=30)
         for tp in committed:
             target = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
@@ -727,7 +763,8 @@ class ScorerWorker:
             # Outputs of lost partitions must not commit; the others are redone.
             self._producer.abort_transaction(30)
             self._in_transaction = False
-            self._rewind()
+            lost = {tp.partition for tp in partitions}
+            self._rewind(exclude=lost)
         self.metrics.assigned_partitions.set(len(self.state.partitions))
         log.warning("lost %s", sorted(tp.partition for tp in partitions))
 
@@ -826,7 +863,9 @@ class ScorerWorker:
         }
         if self.config.exactly_once:
             overrides["transactional.id"] = self.config.effective_transactional_id
-            overrides["transaction.timeout.ms"] = 60_000
+            # A dead worker's open transaction blocks read_committed readers of
+            # its partitions until it times out: keep that short.
+            overrides["transaction.timeout.ms"] = 15_000
         return overrides
 
     def _on_stats(self, raw: str) -> None:
