@@ -43,6 +43,7 @@ class ScorerConfig:
     session_timeout_ms: int = 15_000
     dlq_max_value_bytes: int | None = None
     commit_watchdog_s: float = 120.0
+    changelog_chunk: int = 4000
 
     @property
     def effective_commit_interval_s(self) -> float:

@@ -395,6 +395,10 @@ class ScorerWorker:
         for code, count in enumerate(counts.tolist()):
             if count:
                 self.metrics.decisions.labels(action=ACTIONS[code]).inc(count)
+        # State buckets go out in chunks rather than all at the commit, so a
+        # long commit interval does not stall the loop for its whole worth.
+        if len(self._dirty) >= self.config.changelog_chunk:
+            self._write_changelog()
         self.metrics.processing_seconds.observe(time.monotonic() - started)
         now_ms = time.time() * 1000.0
         for i in indices[:: self.config.latency_sample_every].tolist():
