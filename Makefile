@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help setup system-deps kafka-jars test test-unit test-integration lint typecheck \
+.PHONY: help setup system-deps kafka-jars test test-unit test-integration test-slow lint typecheck \
         demo bench clean
 
 help:  ## Show the targets
@@ -38,7 +38,10 @@ test-unit: $(STAMP)  ## Fast tests, no broker
 	$(BIN)/pytest -q tests/unit
 
 test-integration: setup
-	$(BIN)/pytest -q -m integration tests/integration
+	$(BIN)/pytest -q -m "integration and not slow" tests/integration
+
+test-slow: setup  ## Long fault tests left out of `make test` (kill -9 of a broker)
+	$(BIN)/pytest -q -s -m slow tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline tests load_tests

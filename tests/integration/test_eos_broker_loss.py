@@ -116,13 +116,16 @@ def _report(how: str, n: int, timeline: Timeline | None, at: dict[str, float]) -
         "graceful",
         pytest.param(
             "crash",
-            marks=pytest.mark.xfail(
-                strict=False,
-                reason="kill -9 of the group's coordinator: librdkafka can block in "
-                "send_offsets_to_transaction or fence the static member; the scorer now exits "
-                "(watchdog, fatal consumer errors) and the test restarts it once, but recovery "
-                "within the test's time is not yet reliable",
-            ),
+            marks=[
+                pytest.mark.slow,
+                pytest.mark.xfail(
+                    strict=False,
+                    reason="kill -9 of the group's coordinator: librdkafka can block in "
+                    "send_offsets_to_transaction or fence the static member; the scorer now exits "
+                    "(watchdog, fatal consumer errors) and the test restarts it once, but recovery "
+                    "within the test's time is not yet reliable",
+                ),
+            ],
         ),
     ],
 )
