@@ -24,6 +24,29 @@ from pipeline.settings import Settings, load_settings
 KAFKA_CONTAINER_IMAGE = "confluentinc/cp-kafka:7.9.1"  # KRaft-capable image testcontainers knows
 
 
+_BROKER_USED: dict[str, str] = {}
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say which real broker the integration tests ran against, and how they fared."""
+    outcomes = {"passed": 0, "failed": 0, "skipped": 0, "xfailed": 0, "xpassed": 0}
+    for outcome in outcomes:
+        for report in terminalreporter.stats.get(outcome, []):
+            if "integration" in getattr(report, "keywords", {}) and report.when in (
+                "call",
+                "setup",
+            ):
+                if outcome != "skipped" and report.when == "setup":
+                    continue
+                outcomes[outcome] += 1
+    if not any(outcomes.values()):
+        return
+    where = _BROKER_USED.get("bootstrap", "no broker started")
+    source = _BROKER_USED.get("source", "none")
+    counts = ", ".join(f"{count} {name}" for name, count in outcomes.items() if count)
+    terminalreporter.write_line(f"integration tests: {counts}; broker: {source}, {where}")
+
+
 def _no_broker(reason: str) -> None:
     where = "in CI" if os.environ.get("CI") else "locally"
     pytest.fail(
@@ -50,9 +73,11 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from pipeline.localkafka.selection import BrokerSource, choose_broker, docker_engine_answers
 
     choice = choose_broker(os.environ, docker_engine_answers)
+    _BROKER_USED["source"] = choice.source.name.lower()
     if choice.source is BrokerSource.CONFIGURED:
         assert choice.bootstrap_servers is not None
         _wait_for_metadata(choice.bootstrap_servers, 15.0)
+        _BROKER_USED["bootstrap"] = choice.bootstrap_servers
         yield choice.bootstrap_servers
     elif choice.source is BrokerSource.CONTAINER:
         yield from _container_broker()
@@ -70,6 +95,7 @@ def _container_broker() -> Iterator[str]:
     except Exception as exc:  # any Docker failure is a reason to report, not a crash
         _no_broker(f"a Docker engine answers but the Kafka container failed: {exc}")
     try:
+        _BROKER_USED["bootstrap"] = container.get_bootstrap_server()
         yield container.get_bootstrap_server()
     finally:
         container.stop()
@@ -92,6 +118,7 @@ def _local_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     except FraudError as exc:
         _no_broker(f"the local broker could not start: {exc}")
     try:
+        _BROKER_USED["bootstrap"] = f"{cluster.bootstrap_servers} (Apache Kafka, local KRaft)"
         yield cluster.bootstrap_servers
     finally:
         # Clients caught in reference cycles would otherwise outlive the broker
