@@ -2,8 +2,8 @@
 
 For each flagged transaction the features that pushed its score up the most,
 with the feature's human-readable text and value, e.g. ``amount far above the
-card's usual (30d mean) = 5.12``. Used by the scorer for alerts and by the
-backtest report.
+card's usual (30d mean) = 5.12``. :func:`top_positive` is the one selection
+rule; the scorer's served reasons (:mod:`pipeline.scoring.reasons`) use it too.
 """
 
 from __future__ import annotations
@@ -64,18 +64,31 @@ def reason_codes(
     if x.ndim != 2 or (len(x) and x.shape[1] != len(names)):
         raise ModelError("feature matrix does not match the model's feature names")
     contrib = contributions(booster, x)
-    order = np.argsort(-contrib, axis=1, kind="stable")[:, :top_k]
-    result: list[list[Reason]] = []
-    for row, cols in enumerate(order):
-        reasons = []
-        for col in cols:
-            push = float(contrib[row, col])
-            if push <= 0.0:
-                break
-            value = float(x[row, col])
-            reasons.append(Reason(names[col], value, push, reason_text(names[col], value)))
-        result.append(reasons)
-    return result
+    return [
+        [
+            Reason(
+                names[col],
+                float(x[row, col]),
+                float(contrib[row, col]),
+                reason_text(names[col], float(x[row, col])),
+            )
+            for col in cols
+        ]
+        for row, cols in enumerate(top_positive(contrib, top_k))
+    ]
+
+
+def top_positive(contrib: npt.NDArray[np.floating], k: int) -> list[list[int]]:
+    """Per row, the columns of up to ``k`` largest contributions that are positive.
+
+    Only features that raised the fraud score are reasons, largest first.
+    """
+    if len(contrib) == 0:
+        return []
+    k = min(k, contrib.shape[1])
+    order = np.argsort(-contrib, axis=1, kind="stable")[:, :k]
+    picked = np.take_along_axis(contrib, order, axis=1) > 0.0
+    return [row[keep].tolist() for row, keep in zip(order, picked, strict=True)]
 
 
 def reason_text(feature: str, value: float) -> str:

@@ -8,6 +8,8 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.model.explain import top_positive
+
 
 class Reason(NamedTuple):
     """One reason code of a decision."""
@@ -29,20 +31,19 @@ def top_reasons(
     Only features that raised the fraud score are reasons; a row whose score
     was not raised by any feature gets an empty list.
     """
-    if len(contributions) == 0:
-        return []
-    k = min(k, contributions.shape[1])
-    top = np.argsort(-contributions, axis=1, kind="stable")[:, :k]
     texts = [describe(name) for name in features]
     result: list[list[Reason]] = []
-    for row, columns in enumerate(top.tolist()):
+    for row, columns in enumerate(top_positive(contributions, k)):
         reasons = []
         for column in columns:
-            contribution = float(contributions[row, column])
-            if contribution <= 0.0:
-                break
             value = float(values[row, column])
             shown = "no history yet" if value != value else f"value {value:.4g}"
-            reasons.append(Reason(features[column], contribution, f"{texts[column]} ({shown})"))
+            reasons.append(
+                Reason(
+                    features[column],
+                    float(contributions[row, column]),
+                    f"{texts[column]} ({shown})",
+                )
+            )
         result.append(reasons)
     return result
