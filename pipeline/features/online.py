@@ -24,7 +24,7 @@ import numpy.typing as npt
 from pipeline.features.derive import assemble
 from pipeline.features.errors import FeatureError
 from pipeline.features.primitives import CardPrimitives
-from pipeline.features.spec import CARD_HISTORY_MS, CARD_WINDOWS_MS, DAY_MS, FEATURES, FeatureSpec
+from pipeline.features.spec import CARD_HISTORY_MS, CARD_WINDOWS_MS, FEATURES, FeatureSpec
 from pipeline.features.terminal import TerminalPrimitives
 
 F32 = npt.NDArray[np.float32]
@@ -355,24 +355,6 @@ class CardStateStore:
         held, seg_lo, seg_hi = self._segments(ids)
         return self._pack(seg_lo, np.where(held, seg_hi - seg_lo, 0), _MAGIC_WORD)
 
-    def day_buckets(
-        self, card_ids: Sequence[int], days: Sequence[int], magic_word: int, day_ms: int = DAY_MS
-    ) -> list[bytes]:
-        """Per (card, UTC day), the card's retained rows of that day, packed.
-
-        Layout of each blob (little-endian 8-byte words): ``magic_word + (n << 32)``,
-        then ``n`` timestamps, then ``n`` amounts. One vectorized pass: a
-        bisection over every bucket's segment at once, then slicing.
-        """
-        if len(card_ids) == 0:
-            return []
-        held, seg_lo, seg_hi = self._segments(card_ids)
-        seg_lo, seg_hi = np.where(held, seg_lo, 0), np.where(held, seg_hi, 0)
-        day = np.asarray(days, dtype=np.int64)
-        first = self._bisect(seg_lo, seg_hi, day * day_ms)
-        last = self._bisect(seg_lo, seg_hi, (day + 1) * day_ms)
-        return self._pack(first, last - first, magic_word)
-
     def _segments(self, card_ids: Sequence[int]) -> tuple[npt.NDArray[np.bool_], I64, I64]:
         """Per card: held at all, and the [lo, hi) of its live rows in the pool."""
         get = self._slot.get
@@ -394,20 +376,6 @@ class CardStateStore:
         cuts = (offsets * 8).tolist()
         cuts.append(len(raw))
         return [raw[lo:hi] for lo, hi in itertools.pairwise(cuts)]
-
-    def _bisect(self, lo: I64, hi: I64, target: I64) -> I64:
-        """Per segment ``[lo, hi)`` of the sorted pool, the first index with ts >= target."""
-        lo, hi = lo.copy(), hi.copy()
-        ts = self._ts
-        while True:
-            active = lo < hi
-            if not active.any():
-                return lo
-            mid = (lo + hi) // 2
-            below = np.zeros(len(lo), dtype=bool)
-            below[active] = ts[mid[active]] < target[active]
-            lo = np.where(active & below, mid + 1, lo)
-            hi = np.where(active & ~below, mid, hi)
 
     def dump_card(self, card_id: int) -> bytes:
         """One card's state as bytes (little-endian; versioned header)."""

@@ -80,8 +80,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         if field_name in COMPACTED:
             config["cleanup.policy"] = "compact"
         if field_name == "card_state_changelog":
-            # Records are (card, day) buckets; days older than the longest card
-            # window are useless, so they are also deleted by age.
+            # Frames of state rows keyed by input offset range (equal keys, equal
+            # contents); rows older than the longest card window are useless,
+            # so they are deleted by age.
             config["cleanup.policy"] = "compact,delete"
             config["retention.ms"] = str(CHANGELOG_RETENTION_MS)
         if replication >= 3:

@@ -1,158 +1,221 @@
-"""Durable per-card state: a compacted changelog of (card, day) buckets.
+"""Durable per-card state: a changelog of the rows the card state took in.
 
-Each record holds every transaction (timestamp, amount) one card made on one
-UTC day, keyed ``b"<card_id>:<day>"`` and written to the partition the card's
-transactions come from. Writing whole day buckets of the cards touched since
-the last commit keeps records small (a few entries) while compaction keeps
-only the newest bucket per key; days older than the longest card window are
-dropped by retention and ignored at restore. In exactly-once mode the records
-go out in the same transaction as the decisions and input offsets, so the
-restored state always matches the committed offsets.
+The state of a card is the list of its recent (timestamp, amount) rows, so the
+changelog records exactly those rows, with the input offset each came from.
+Rows are buffered and go out as packed frames, one Kafka record per input
+partition and chunk (not one record per card), written to the partition their
+transactions come from. A frame's key names its input offset range, so the
+same inputs always give the same key and value: compaction can only drop a
+duplicate, and days older than the longest card window are deleted by age.
+
+Restoring a partition replays its frames: rows whose input offset is at or past
+the group's committed offset are dropped (those inputs are about to be read
+and appended again), rows seen twice (an at-least-once worker that crashed
+after writing its changelog but before committing) count once, and each card
+keeps the rows of its longest window, exactly as the live store does. In
+exactly-once mode the frames go out in the same transaction as the decisions
+and input offsets, so the restored state always matches the committed offsets.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from pipeline.features import CardStateStore
-from pipeline.features.spec import CARD_HISTORY_MS, DAY_MS
+from pipeline.features.spec import CARD_HISTORY_MS
 
 I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
 
-_MAGIC = b"CDB1"
+_MAGIC = b"CDF1"
 _HEADER = struct.Struct("<4sI")
-_MAGIC_WORD = int.from_bytes(_MAGIC, "little")
+_ROW_BYTES = 32  # offset, card, timestamp (int64) and amount (float64)
 
 
 class ChangelogError(ValueError):
     """A changelog record that cannot be read."""
 
 
-def bucket_key(card_id: int, day: int) -> bytes:
-    return f"{card_id}:{day}".encode()
+@dataclass(frozen=True)
+class Rows:
+    """Rows taken in by the card state, in input order, with their input offsets."""
+
+    offset: I64
+    card_id: I64
+    ts_ms: I64
+    amount: F64
+
+    def __len__(self) -> int:
+        return len(self.offset)
+
+    def take(self, index: npt.NDArray[np.intp] | slice) -> Rows:
+        return Rows(self.offset[index], self.card_id[index], self.ts_ms[index], self.amount[index])
+
+    @staticmethod
+    def concat(parts: list[Rows]) -> Rows:
+        if not parts:
+            empty = np.zeros(0, np.int64)
+            return Rows(empty, empty, empty, np.zeros(0, np.float64))
+        if len(parts) == 1:
+            return parts[0]
+        return Rows(
+            np.concatenate([p.offset for p in parts]),
+            np.concatenate([p.card_id for p in parts]),
+            np.concatenate([p.ts_ms for p in parts]),
+            np.concatenate([p.amount for p in parts]),
+        )
 
 
-def parse_key(key: bytes) -> tuple[int, int]:
-    try:
-        card, day = key.split(b":")
-        return int(card), int(day)
-    except ValueError as exc:
-        raise ChangelogError(f"bad changelog key {key[:40]!r}") from exc
+def frame_key(partition: int, rows: Rows) -> bytes:
+    return f"{partition}:{int(rows.offset[0])}-{int(rows.offset[-1])}".encode()
 
 
-def encode_bucket(ts_ms: I64, amount: npt.NDArray[np.float64]) -> bytes:
-    return (
-        _HEADER.pack(_MAGIC, len(ts_ms))
-        + np.asarray(ts_ms, "<i8").tobytes()
-        + np.asarray(amount, "<f8").tobytes()
-    )
+def encode_frame(rows: Rows) -> bytes:
+    """Header (magic, row count), then the offset, card, timestamp and amount columns."""
+    n = len(rows)
+    body = np.empty((4, n), dtype="<i8")
+    body[0] = rows.offset
+    body[1] = rows.card_id
+    body[2] = rows.ts_ms
+    body[3] = np.asarray(rows.amount, "<f8").view("<i8")
+    return _HEADER.pack(_MAGIC, n) + body.tobytes()
 
 
-def decode_bucket(value: bytes) -> tuple[I64, npt.NDArray[np.float64]]:
+def decode_frame(value: bytes) -> Rows:
     if len(value) < _HEADER.size:
         raise ChangelogError("changelog record too short")
     magic, count = _HEADER.unpack_from(value)
-    if magic != _MAGIC or len(value) != _HEADER.size + 16 * count:
+    if magic != _MAGIC or len(value) != _HEADER.size + _ROW_BYTES * count:
         raise ChangelogError("changelog record corrupt or of an unknown version")
-    body = memoryview(value)[_HEADER.size :]
-    ts = np.frombuffer(body[: 8 * count], "<i8").astype(np.int64)
-    amount = np.frombuffer(body[8 * count :], "<f8").astype(np.float64)
-    return ts, amount
+    body = np.frombuffer(value, "<i8", offset=_HEADER.size).reshape(4, count)
+    return Rows(
+        body[0].astype(np.int64),
+        body[1].astype(np.int64),
+        body[2].astype(np.int64),
+        body[3].view("<f8").astype(np.float64),
+    )
 
 
-class DirtyBuckets:
-    """(card, day) buckets changed since the last commit, per source partition."""
+class ChangelogBuffer:
+    """Rows taken in since the last write, any mix of partitions, split when drained."""
 
-    def __init__(self) -> None:
-        self._dirty: dict[int, set[int]] = {}
-
-    def mark(self, partition: int, card_id: I64, ts_ms: I64) -> None:
-        # One int per bucket: card * 2^20 + day (days since 1970 fit in 20 bits
-        # until the year 4840).
-        packed = (np.asarray(card_id, np.int64) << 20) | (np.asarray(ts_ms, np.int64) // DAY_MS)
-        self._dirty.setdefault(partition, set()).update(np.unique(packed).tolist())
-
-    def drain(self, partition: int) -> list[tuple[int, int]]:
-        packed = self._dirty.pop(partition, set())
-        return [(value >> 20, value & 0xFFFFF) for value in packed]
-
-    def partitions(self) -> list[int]:
-        return list(self._dirty)
-
-    def forget(self, partition: int) -> None:
-        self._dirty.pop(partition, None)
+    def __init__(self, max_frame_rows: int = 16_384) -> None:
+        if max_frame_rows < 1:
+            raise ValueError("max_frame_rows must be >= 1")
+        self.max_frame_rows = max_frame_rows
+        self._partition: list[I64] = []
+        self._rows: list[Rows] = []
+        self._count = 0
 
     def __len__(self) -> int:
-        return sum(len(buckets) for buckets in self._dirty.values())
+        return self._count
 
+    def append(self, partition: I64, rows: Rows) -> None:
+        if len(rows):
+            self._partition.append(np.asarray(partition, np.int64))
+            self._rows.append(rows)
+            self._count += len(rows)
 
-def bucket_records(
-    store: CardStateStore, buckets: Iterable[tuple[int, int]]
-) -> list[tuple[bytes, bytes]]:
-    """(key, value) of each dirty bucket, from the store's current history."""
-    pairs = list(buckets)
-    if not pairs:
-        return []
-    cards = [card for card, _ in pairs]
-    days = [day for _, day in pairs]
-    values = store.day_buckets(cards, days, _MAGIC_WORD, DAY_MS)
-    return [
-        (f"{card}:{day}".encode(), value) for (card, day), value in zip(pairs, values, strict=True)
-    ]
+    def drain(self) -> list[tuple[int, bytes, bytes]]:
+        """(partition, key, value) of every frame, rows of a partition in input order."""
+        if not self._count:
+            return []
+        partition = np.concatenate(self._partition)
+        rows = Rows.concat(self._rows)
+        self._partition, self._rows, self._count = [], [], 0
+        order = np.argsort(partition, kind="stable")
+        partition, rows = partition[order], rows.take(order)
+        cuts = np.flatnonzero(np.diff(partition)) + 1
+        frames: list[tuple[int, bytes, bytes]] = []
+        for lo, hi in zip([0, *cuts.tolist()], [*cuts.tolist(), len(partition)], strict=True):
+            number = int(partition[lo])
+            for start in range(lo, hi, self.max_frame_rows):
+                chunk = rows.take(slice(start, min(start + self.max_frame_rows, hi)))
+                frames.append((number, frame_key(number, chunk), encode_frame(chunk)))
+        return frames
+
+    def forget(self, partitions: set[int]) -> None:
+        """Drop buffered rows of ``partitions`` (revoked or lost: not ours to write)."""
+        if not self._count or not partitions:
+            return
+        kept_partition: list[I64] = []
+        kept_rows: list[Rows] = []
+        for part, rows in zip(self._partition, self._rows, strict=True):
+            keep = ~np.isin(part, list(partitions))
+            if keep.all():
+                kept_partition.append(part)
+                kept_rows.append(rows)
+            elif keep.any():
+                index = np.flatnonzero(keep)
+                kept_partition.append(part[index])
+                kept_rows.append(rows.take(index))
+        self._partition, self._rows = kept_partition, kept_rows
+        self._count = sum(len(rows) for rows in kept_rows)
 
 
 class StateRestorer:
-    """Collects one partition's changelog records and rebuilds its card state."""
+    """Collects one partition's changelog frames and rebuilds its card state."""
 
     def __init__(self, history_ms: int = CARD_HISTORY_MS) -> None:
         self.history_ms = history_ms
-        self._buckets: dict[int, dict[int, tuple[I64, npt.NDArray[np.float64]]]] = {}
+        self._frames: list[Rows] = []
         self.records = 0
         self.bad_records = 0
 
     def add(self, key: bytes | None, value: bytes | None) -> None:
-        if key is None:
-            self.bad_records += 1
+        if value is None:  # a tombstone: nothing to replay
             return
         try:
-            card_id, day = parse_key(key)
-            days = self._buckets.setdefault(card_id, {})
-            if value is None:
-                days.pop(day, None)
-            else:
-                days[day] = decode_bucket(value)
+            self._frames.append(decode_frame(value))
             self.records += 1
         except ChangelogError:
             self.bad_records += 1
 
-    def build(self) -> CardStateStore:
+    def rows(self, committed_offset: int | None) -> Rows:
+        """Rows of inputs before ``committed_offset`` (all if None), once each, in input order."""
+        rows = Rows.concat(self._frames)
+        if committed_offset is not None:
+            rows = rows.take(np.flatnonzero(rows.offset < committed_offset))
+        _, first = np.unique(rows.offset, return_index=True)  # sorted by offset
+        return rows.take(first)
+
+    def histories(
+        self, committed_offset: int | None = None
+    ) -> tuple[list[int], list[I64], list[F64]]:
+        """(card ids, timestamps, amounts) as the live store holds them after those rows.
+
+        A row older than its card's previous one took that time (the store's
+        rule for late rows); each card keeps the rows within ``history_ms`` of
+        its latest.
+        """
+        rows = self.rows(committed_offset)
+        if not len(rows):
+            return [], [], []
+        order = np.argsort(rows.card_id, kind="stable")  # per card, input order
+        card, ts, amount = rows.card_id[order], rows.ts_ms[order], rows.amount[order]
+        starts = np.r_[0, np.flatnonzero(np.diff(card)) + 1]
+        rank = np.zeros(len(card), np.int64)
+        rank[starts[1:]] = 1
+        rank = np.cumsum(rank)
+        t0 = int(ts.min())
+        span = int(ts.max()) - t0 + 1
+        ts = np.maximum.accumulate(rank * span + (ts - t0)) - rank * span + t0
+        last = ts[np.r_[starts[1:] - 1, len(ts) - 1]]
+        keep = ts > last[rank] - self.history_ms
+        keep[np.r_[starts[1:] - 1, len(ts) - 1]] = True
+        card, ts, amount, rank = card[keep], ts[keep], amount[keep], rank[keep]
+        cuts = np.flatnonzero(np.diff(rank)) + 1
+        ids = card[np.r_[0, cuts]].tolist()
+        return ids, np.split(ts, cuts), np.split(amount, cuts)
+
+    def build(self, committed_offset: int | None = None) -> CardStateStore:
         """A store holding :meth:`histories`."""
         store = CardStateStore()
-        ids, ts, amounts = self.histories()
+        ids, ts, amounts = self.histories(committed_offset)
         if ids:
             store.load_histories(ids, ts, amounts)
         return store
-
-    def histories(self) -> tuple[list[int], list[I64], list[npt.NDArray[np.float64]]]:
-        """(card ids, timestamps, amounts) as of the last record read; stale days trimmed."""
-        ids: list[int] = []
-        all_ts: list[I64] = []
-        all_amounts: list[npt.NDArray[np.float64]] = []
-        for card_id, days in self._buckets.items():
-            if not days:
-                continue
-            ordered = [days[day] for day in sorted(days)]
-            ts = np.concatenate([bucket[0] for bucket in ordered])
-            amount = np.concatenate([bucket[1] for bucket in ordered])
-            order = np.argsort(ts, kind="stable")
-            ts, amount = ts[order], amount[order]
-            keep = ts > ts[-1] - self.history_ms
-            keep[-1] = True
-            ids.append(card_id)
-            all_ts.append(ts[keep])
-            all_amounts.append(amount[keep])
-        return ids, all_ts, all_amounts

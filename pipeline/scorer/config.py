@@ -43,7 +43,8 @@ class ScorerConfig:
     session_timeout_ms: int = 15_000
     dlq_max_value_bytes: int | None = None
     commit_watchdog_s: float = 120.0
-    changelog_chunk: int = 4000
+    changelog_chunk: int = 20_000
+    """State rows buffered before a changelog write (also written at every commit)."""
 
     @property
     def effective_commit_interval_s(self) -> float:

@@ -39,7 +39,7 @@ from pipeline.kafka import make_admin, make_producer
 from pipeline.metrics import ScorerMetrics
 from pipeline.policy import ACTIONS, DecisionPolicy
 from pipeline.registry import ModelRegistry, RegistryError
-from pipeline.scorer.changelog import DirtyBuckets, bucket_records
+from pipeline.scorer.changelog import ChangelogBuffer, Rows
 from pipeline.scorer.config import ScorerConfig
 from pipeline.scorer.labels import LabelJoiner
 from pipeline.scorer.outputs import BatchRows, alert_records, encode_decisions
@@ -133,7 +133,7 @@ class ScorerWorker:
         self._producer: Producer | None = None
         self._control: Consumer | None = None
         self._stop = threading.Event()
-        self._dirty = DirtyBuckets()
+        self._changelog = ChangelogBuffer()
         self._assigned_at = 0.0
         self._commit_started = 0.0
         # The largest dead-letter value the producer can send, leaving room for
@@ -395,9 +395,9 @@ class ScorerWorker:
         for code, count in enumerate(counts.tolist()):
             if count:
                 self.metrics.decisions.labels(action=ACTIONS[code]).inc(count)
-        # State buckets go out in chunks rather than all at the commit, so a
+        # State rows go out in chunks rather than all at the commit, so a
         # long commit interval does not stall the loop for its whole worth.
-        if len(self._dirty) >= self.config.changelog_chunk:
+        if len(self._changelog) >= self.config.changelog_chunk:
             self._write_changelog()
         self.metrics.processing_seconds.observe(time.monotonic() - started)
         now_ms = time.time() * 1000.0
@@ -515,9 +515,9 @@ class ScorerWorker:
             rows.card_id, rows.timestamp, rows.amount, rows.partition, terminal
         )
         if self.config.changelog:
-            for partition in np.unique(rows.partition).tolist():
-                where = rows.partition == partition
-                self._dirty.mark(partition, rows.card_id[where], rows.timestamp[where])
+            self._changelog.append(
+                rows.partition, Rows(rows.offset, rows.card_id, rows.timestamp, rows.amount)
+            )
         self.metrics.state_cards.set(len(self.state))
         return matrix
 
@@ -591,7 +591,7 @@ class ScorerWorker:
     def _commit(self, sync: bool = True) -> None:
         """Make everything processed so far durable: state changelog, outputs, offsets.
 
-        Exactly-once: the changelog buckets, outputs and input offsets commit in
+        Exactly-once: the changelog frames, outputs and input offsets commit in
         one transaction; a transaction that must abort rewinds the partitions to
         their committed offsets and restores their state from the changelog.
         At-least-once: wait for every output and changelog record to be
@@ -644,23 +644,21 @@ class ScorerWorker:
         self._last_commit = time.monotonic()
 
     def _write_changelog(self) -> None:
-        """Produce the day buckets of every card changed since the last commit."""
+        """Produce the state rows taken in since the last write, one frame per partition."""
         if not self.config.changelog:
             return
         topic = self.topics.card_state_changelog
         producer = self._producer
         assert producer is not None
-        for partition in self._dirty.partitions():
-            buckets = self._dirty.drain(partition)
+        for partition, key, value in self._changelog.drain():
             if partition not in self.state.partitions:
                 continue
-            for key, value in bucket_records(self.state.store, buckets):
-                while True:
-                    try:
-                        producer.produce(topic, value, key, partition=partition)
-                        break
-                    except BufferError:
-                        producer.poll(0.05)
+            while True:
+                try:
+                    producer.produce(topic, value, key, partition=partition)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
 
     def _watch_commits(self) -> None:
         """Exit the process if a transaction commit hangs past its own timeouts.
@@ -704,13 +702,17 @@ class ScorerWorker:
             consumer.seek(TopicPartition(tp.topic, tp.partition, target))
         self._next_offsets.clear()
         self._uncommitted_batches = 0
-        self._restore([tp.partition for tp in assigned])
+        self._restore({tp.partition: tp.offset for tp in committed})
 
     # --- rebalancing and state ------------------------------------------------------
-    def _restore(self, partitions: list[int]) -> None:
-        """Rebuild the card state of ``partitions`` from the changelog (the truth)."""
-        for partition in partitions:
-            self._dirty.forget(partition)
+    def _restore(self, committed: dict[int, int]) -> None:
+        """Rebuild the card state of partitions from the changelog (the truth).
+
+        ``committed`` maps each partition to the group's committed input offset
+        (negative when none): the state holds the rows of the inputs before it.
+        """
+        partitions = list(committed)
+        self._changelog.forget(set(partitions))
         self.state.drop(partitions)
         if not self.config.changelog:
             for partition in partitions:
@@ -720,7 +722,7 @@ class ScorerWorker:
         restored = restore_state(self.settings, self.topics.card_state_changelog, partitions)
         cards = 0
         for partition, restorer in restored.items():
-            ids, ts, amounts = restorer.histories()
+            ids, ts, amounts = restorer.histories(max(committed[partition], 0))
             self.state.load(partition, ids, ts, amounts)
             cards += len(ids)
         log.info(
@@ -731,11 +733,20 @@ class ScorerWorker:
         )
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._restore([tp.partition for tp in partitions])
-        if self._labels is not None and partitions:
-            wanted = [TopicPartition(self.topics.labels, tp.partition) for tp in partitions]
-            committed = consumer.committed(wanted, timeout=30)
-            self._labels.assign({tp.partition: tp.offset for tp in committed})
+        if not partitions:
+            self._assigned_at = time.monotonic()
+            return
+        wanted = [TopicPartition(self.topics.transactions, tp.partition) for tp in partitions]
+        if self._labels is not None:
+            wanted += [TopicPartition(self.topics.labels, tp.partition) for tp in partitions]
+        committed = consumer.committed(wanted, timeout=30)
+        self._restore(
+            {tp.partition: tp.offset for tp in committed if tp.topic == self.topics.transactions}
+        )
+        if self._labels is not None:
+            self._labels.assign(
+                {tp.partition: tp.offset for tp in committed if tp.topic == self.topics.labels}
+            )
             for tp in partitions:
                 rebuilt = self._labels.rebuild(tp.partition)
                 if rebuilt:
@@ -750,8 +761,7 @@ class ScorerWorker:
             self._labels.revoke([tp.partition for tp in partitions])
         self.state.drop([tp.partition for tp in partitions])
         self._stats.forget([tp.partition for tp in partitions])
-        for tp in partitions:
-            self._dirty.forget(tp.partition)
+        self._changelog.forget({tp.partition for tp in partitions})
         self.metrics.assigned_partitions.set(len(self.state.partitions))
         log.info("revoked %s", sorted(tp.partition for tp in partitions))
 
@@ -762,7 +772,7 @@ class ScorerWorker:
         self._stats.forget([tp.partition for tp in partitions])
         for tp in partitions:
             self._next_offsets.pop(tp.partition, None)
-            self._dirty.forget(tp.partition)
+        self._changelog.forget({tp.partition for tp in partitions})
         if self.config.exactly_once and self._in_transaction and self._producer is not None:
             # Outputs of lost partitions must not commit; the others are redone.
             self._producer.abort_transaction(30)

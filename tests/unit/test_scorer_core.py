@@ -1,4 +1,4 @@
-"""Engine-free pieces of the scorer: changelog buckets, label join, window stats."""
+"""Engine-free pieces of the scorer: state changelog, label join, window stats."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from pipeline.features import CardStateStore
 from pipeline.features.spec import DAY_MS, HOUR_MS
 from pipeline.policy import APPROVE, DECLINE, REVIEW
 from pipeline.scorer.changelog import (
+    ChangelogBuffer,
     ChangelogError,
-    DirtyBuckets,
+    Rows,
     StateRestorer,
-    bucket_records,
-    decode_bucket,
-    encode_bucket,
-    parse_key,
+    decode_frame,
+    encode_frame,
+    frame_key,
 )
 from pipeline.scoring.outcomes import PendingDecisions, outcome_record
 from pipeline.scoring.window_stats import WindowStats
@@ -31,32 +31,63 @@ def _history(seed: int, n: int = 400) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return cards, ts, amount
 
 
-def test_bucket_round_trip_and_corruption() -> None:
-    ts = np.array([T0, T0 + 5], np.int64)
-    amount = np.array([1.5, 2.25])
-    got_ts, got_amount = decode_bucket(encode_bucket(ts, amount))
-    assert got_ts.tolist() == ts.tolist() and got_amount.tolist() == amount.tolist()
+def _rows(cards: np.ndarray, ts: np.ndarray, amount: np.ndarray, first: int = 0) -> Rows:
+    offset = np.arange(first, first + len(cards), dtype=np.int64)
+    return Rows(offset, cards.astype(np.int64), ts.astype(np.int64), amount.astype(np.float64))
+
+
+def test_frame_round_trip_and_corruption() -> None:
+    rows = _rows(np.array([7, 9]), np.array([T0, T0 + 5]), np.array([1.5, 2.25]), first=40)
+    back = decode_frame(encode_frame(rows))
+    for field in ("offset", "card_id", "ts_ms", "amount"):
+        assert getattr(back, field).tolist() == getattr(rows, field).tolist()
+    assert frame_key(3, rows) == b"3:40-41"
     with pytest.raises(ChangelogError):
-        decode_bucket(encode_bucket(ts, amount)[:-1])
+        decode_frame(encode_frame(rows)[:-1])
     with pytest.raises(ChangelogError):
-        parse_key(b"not-a-key")
-    assert parse_key(b"42:17622") == (42, 17622)
+        decode_frame(b"CDB1" + encode_frame(rows)[4:])
+
+
+def test_buffer_splits_frames_by_partition_in_input_order() -> None:
+    buffer = ChangelogBuffer(max_frame_rows=2)
+    cards = np.array([1, 2, 3, 4, 5])
+    ts = T0 + np.arange(5, dtype=np.int64)
+    buffer.append(np.array([0, 1, 0, 0, 1]), _rows(cards, ts, np.ones(5)))
+    buffer.append(np.array([1]), _rows(np.array([6]), np.array([T0 + 9]), np.ones(1), first=5))
+    assert len(buffer) == 6
+    frames = buffer.drain()
+    assert len(buffer) == 0 and buffer.drain() == []
+    got = [(part, key, decode_frame(value).card_id.tolist()) for part, key, value in frames]
+    assert got == [
+        (0, b"0:0-2", [1, 3]),
+        (0, b"0:3-3", [4]),
+        (1, b"1:1-4", [2, 5]),
+        (1, b"1:5-5", [6]),
+    ]
+    buffer.append(np.array([0, 1]), _rows(np.array([1, 2]), ts[:2], np.ones(2)))
+    buffer.forget({1})
+    assert [(part, decode_frame(v).card_id.tolist()) for part, _, v in buffer.drain()] == [(0, [1])]
 
 
 def test_restored_state_gives_the_same_features_as_the_live_one() -> None:
     cards, ts, amount = _history(1)
+    ts[120] = ts[119] - 5_000  # a late row: the live store gives it its card's latest time
+    cards[120] = cards[119]
     live = CardStateStore()
-    dirty = DirtyBuckets()
+    buffer = ChangelogBuffer(max_frame_rows=40)
     restorer = StateRestorer()
-    # Process in batches, "committing" the dirty buckets after each, as the worker does.
+    # Process in batches, writing the buffered rows after each, as the worker does.
     for lo in range(0, 300, 50):
         batch = slice(lo, lo + 50)
         live.features(cards[batch], ts[batch], amount[batch], None)
-        dirty.mark(0, cards[batch], ts[batch])
-        for key, value in bucket_records(live, dirty.drain(0)):
+        buffer.append(np.zeros(50, np.int64), _rows(cards[batch], ts[batch], amount[batch], lo))
+        for _, key, value in buffer.drain():
             restorer.add(key, value)
-    restored = restorer.build()
+    restored = restorer.build(committed_offset=300)
     assert sorted(restored.cards()) == sorted(live.cards())
+    for card in live.cards():
+        for got, want in zip(restored.history(card), live.history(card), strict=True):
+            assert got.tolist() == want.tolist()
     rest = slice(300, None)
     expected = live.features(cards[rest], ts[rest], amount[rest], None)
     actual = restored.features(cards[rest], ts[rest], amount[rest], None)
@@ -64,14 +95,20 @@ def test_restored_state_gives_the_same_features_as_the_live_one() -> None:
     np.testing.assert_allclose(np.nan_to_num(actual), np.nan_to_num(expected), rtol=1e-6)
 
 
-def test_restorer_counts_bad_records_and_honours_tombstones() -> None:
+def test_restore_keeps_committed_inputs_once_and_counts_bad_records() -> None:
+    rows = _rows(np.array([7, 7, 8]), T0 + np.arange(3, dtype=np.int64), np.array([1.0, 2, 3]))
     restorer = StateRestorer()
-    restorer.add(b"7:17622", encode_bucket(np.array([T0], np.int64), np.array([3.0])))
-    restorer.add(b"7:17622", None)
+    restorer.add(b"0:0-2", encode_frame(rows))
+    restorer.add(b"0:0-2", encode_frame(rows))  # written twice (at-least-once replay)
+    restorer.add(b"0:x", None)
     restorer.add(None, b"x")
-    restorer.add(b"8:1", b"garbage")
-    assert restorer.bad_records == 2
-    assert len(restorer.build()) == 0
+    restorer.add(b"0:1-1", b"garbage")
+    assert restorer.bad_records == 2 and restorer.records == 2
+    assert restorer.rows(None).offset.tolist() == [0, 1, 2]
+    # Offset 2 is not committed: it will be read (and taken in) again.
+    ids, ts, amounts = restorer.histories(committed_offset=2)
+    assert ids == [7] and ts[0].tolist() == [T0, T0 + 1] and amounts[0].tolist() == [1.0, 2.0]
+    assert len(restorer.build(committed_offset=0)) == 0
 
 
 def test_pending_decisions_join_and_expiry() -> None:
@@ -132,20 +169,6 @@ def test_window_stats_emit_after_the_grace_period() -> None:
     assert record["feature_mean"] == [2.0, 1.0]  # NaN counted as 0
     assert record["feature_std"][0] == pytest.approx(1.0)
     assert [w.start_ms for w in stats.drain()] == [T0 + HOUR_MS]
-
-
-def test_vectorized_day_buckets_equal_the_plain_ones() -> None:
-    cards, ts, amount = _history(3, n=2000)
-    store = CardStateStore()
-    for lo in range(0, len(cards), 250):
-        store.features(cards[lo : lo + 250], ts[lo : lo + 250], amount[lo : lo + 250], None)
-    wanted = sorted({(int(c), int(t // DAY_MS)) for c, t in zip(cards, ts, strict=True)})
-    wanted.append((999_999, 17_622))  # a card the store never saw: an empty bucket
-    for (card, day), (key, value) in zip(wanted, bucket_records(store, wanted), strict=True):
-        held_ts, held_amount = store.history(card)
-        in_day = (held_ts // DAY_MS) == day
-        assert key == f"{card}:{day}".encode()
-        assert value == encode_bucket(held_ts[in_day], held_amount[in_day])
 
 
 def test_window_watermark_is_the_slowest_partitions() -> None:
