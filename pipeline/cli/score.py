@@ -53,16 +53,17 @@ Examples:
 )
 @click.option(
     "--exactly-once/--at-least-once",
-    default=False,
+    default=True,
     show_default=True,
-    help="One Kafka transaction per commit (outputs + offsets) or commit after acks.",
+    help="One Kafka transaction per commit interval (outputs, state changelog and input "
+    "offsets together), or outputs visible at once and offsets committed after their acks.",
 )
 @click.option(
     "--commit-interval-ms",
-    default=100,
-    show_default=True,
+    default=None,
     type=click.IntRange(1, 60_000),
-    help="How often offsets are committed.",
+    help="How often to commit. Default: 50 ms exactly-once (decisions become readable at "
+    "commit), 1000 ms at-least-once (decisions are readable at once).",
 )
 @click.option(
     "--registry",

@@ -28,7 +28,7 @@ class ScorerConfig:
     poll_timeout_s: float = 0.01
     commit_interval_s: float | None = None
     commit_max_batches: int = 50
-    exactly_once: bool = False
+    exactly_once: bool = True
     transactional_id: str | None = None
     model_ref: str = "champion"
     explain: bool = True
@@ -52,7 +52,7 @@ class ScorerConfig:
         At-least-once: outputs are visible at once; commits only bound replays."""
         if self.commit_interval_s is not None:
             return self.commit_interval_s
-        return 0.1 if self.exactly_once else 1.0
+        return 0.05 if self.exactly_once else 1.0
 
     @property
     def effective_transactional_id(self) -> str:

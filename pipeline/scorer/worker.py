@@ -12,6 +12,7 @@ one Kafka transaction per commit interval.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -196,6 +197,10 @@ class ScorerWorker:
             )
         )
         self._control.assign([TopicPartition(self.topics.model_control, 0, OFFSET_BEGINNING)])
+        # What is loaded by now (model, terminal table, modules) lives as long as
+        # the worker: keep it out of the collector's scans of the hot loop.
+        gc.collect()
+        gc.freeze()
 
     def stop(self) -> None:
         """Ask the loop to finish its batch, commit and leave (thread/signal safe)."""

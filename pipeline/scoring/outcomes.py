@@ -45,6 +45,10 @@ class _Segment:
     ids: list[int]
 
 
+_ROW_BITS = 24  # rows per segment (one batch) stay far below 2**24
+_ROW_MASK = (1 << _ROW_BITS) - 1
+
+
 class PendingDecisions:
     """Decisions of one partition waiting for their label.
 
@@ -54,7 +58,9 @@ class PendingDecisions:
 
     def __init__(self, retention_ms: int) -> None:
         self.retention_ms = retention_ms
-        self._index: dict[int, tuple[int, int]] = {}
+        # transaction id -> segment number << _ROW_BITS | row: plain ints, which
+        # the garbage collector never scans (tuples here made full collections slow).
+        self._index: dict[int, int] = {}
         self._segments: dict[int, _Segment] = {}
         self._expiry: deque[tuple[int, int]] = deque()  # (newest ts, segment number)
         self._next_segment = 0
@@ -83,7 +89,8 @@ class PendingDecisions:
         self._segments[number] = _Segment(
             card_id, ts_ms, scores, actions, model_name, model_version, decided_at, ids
         )
-        self._index.update(zip(ids, zip([number] * n, range(n), strict=True), strict=True))
+        base = number << _ROW_BITS
+        self._index.update(zip(ids, range(base, base + n), strict=True))
         self._expiry.append((int(ts_ms.max()), number))
 
     def add_one(self, decision: dict[str, Any]) -> None:
@@ -105,8 +112,9 @@ class PendingDecisions:
         while self._expiry and self._expiry[0][0] < watermark_ms - self.retention_ms:
             _, number = self._expiry.popleft()
             segment = self._segments.pop(number)
+            base = number << _ROW_BITS
             for row, transaction_id in enumerate(segment.ids):
-                if self._index.get(transaction_id) == (number, row):
+                if self._index.get(transaction_id) == base + row:
                     del self._index[transaction_id]
                     dropped += 1
         self.expired += dropped
@@ -116,8 +124,8 @@ class PendingDecisions:
         where = self._index.pop(transaction_id, None)
         if where is None:
             return None
-        segment = self._segments[where[0]]
-        row = where[1]
+        segment = self._segments[where >> _ROW_BITS]
+        row = where & _ROW_MASK
         return PendingDecision(
             int(segment.card_id[row]),
             int(segment.ts_ms[row]),
