@@ -301,6 +301,7 @@ def test_columns_read_current_frames_without_the_record_decoder(
         raise AssertionError("record decoder used")
 
     monkeypatch.setattr(codec, "_decode_unchecked", refuse)
+    monkeypatch.setattr(codec, "fast_min_rows", 0)
     columns = codec.decode_columns(payloads)
     assert columns.transaction_id.tolist() == list(range(50))
     assert columns.amount.tolist() == [57.16] * 50

@@ -190,10 +190,12 @@ def _to_json(record: dict[str, Any]) -> bytes:
     return json.dumps(record).encode()
 
 
+@pytest.mark.parametrize("fast_min_rows", [0, 128])
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(_transaction_payloads(), max_size=12))
-def test_columns_equal_record_by_record(payloads: list[bytes]) -> None:
-    codec = SERDE.transactions()
+@given(payloads=st.lists(_transaction_payloads(), max_size=12))
+def test_columns_equal_record_by_record(payloads: list[bytes], fast_min_rows: int) -> None:
+    codec = Serde.local().transactions()  # its own codec: the knob below is per codec
+    codec.fast_min_rows = fast_min_rows  # 0: the columnar reader for any batch
     batch = codec.decode_batch(payloads)
     columns = codec.decode_columns(payloads)
     assert columns.indices.tolist() == batch.indices
