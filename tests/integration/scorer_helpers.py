@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import xgboost
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from pipeline.data.simulator import SimulatorConfig, simulate
 from pipeline.features import FEATURE_NAMES, FEATURE_SET_VERSION, feature_matrix
@@ -179,7 +179,15 @@ class Record:
 def read_all(settings: Settings, topic: str, timeout_s: float = 30.0) -> list[Record]:
     """Every message on ``topic`` up to its current end, in partition then offset order."""
     consumer: Consumer = make_consumer(
-        settings, f"read-back-{topic}", **{"fetch.message.max.bytes": BIG_MESSAGE_BYTES}
+        settings,
+        f"read-back-{topic}",
+        **{
+            "fetch.message.max.bytes": BIG_MESSAGE_BYTES,
+            "isolation.level": "read_committed",
+            # The end is the partition-EOF event, not the last offset: with
+            # transactions the last offsets hold commit markers, never delivered.
+            "enable.partition.eof": True,
+        },
     )
     try:
         metadata = consumer.list_topics(topic, timeout=10).topics[topic]
@@ -190,17 +198,20 @@ def read_all(settings: Settings, topic: str, timeout_s: float = 30.0) -> list[Re
                 ends[partition] = high
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
         out: list[Record] = []
-        position = dict.fromkeys(ends, -1)
+        pending = set(ends)
         deadline = time.monotonic() + timeout_s
-        while any(position[p] < ends[p] - 1 for p in ends):
+        while pending:
             if time.monotonic() > deadline:
                 raise AssertionError(f"read only {len(out)} records of {topic} in {timeout_s}s")
             for message in consumer.consume(5000, 0.2):
                 error = message.error()
-                assert error is None, error
                 partition, offset = message.partition(), message.offset()
                 assert partition is not None and offset is not None
-                position[partition] = offset
+                if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                    if offset >= ends[partition]:
+                        pending.discard(partition)
+                    continue
+                assert error is None, error
                 out.append(
                     Record(
                         partition,
