@@ -25,6 +25,8 @@ class ScorerConfig:
     group_id: str = "fraud-scorer"
     worker_id: str = field(default_factory=default_worker_id)
     batch_size: int = 2000
+    linger_ms: float = 2.0
+    """How long the producer waits to fill a request (latency against broker load)."""
     poll_timeout_s: float = 0.01
     commit_interval_s: float | None = None
     commit_max_batches: int = 50
@@ -45,6 +47,9 @@ class ScorerConfig:
     commit_watchdog_s: float = 120.0
     changelog_chunk: int = 20_000
     """State rows buffered before a changelog write (also written at every commit)."""
+    tune_gc: bool = True
+    """Freeze startup objects out of GC scans and collect young objects less often
+    (process-wide: the worker is meant to own its process)."""
 
     @property
     def effective_commit_interval_s(self) -> float:

@@ -197,10 +197,13 @@ class ScorerWorker:
             )
         )
         self._control.assign([TopicPartition(self.topics.model_control, 0, OFFSET_BEGINNING)])
-        # What is loaded by now (model, terminal table, modules) lives as long as
-        # the worker: keep it out of the collector's scans of the hot loop.
-        gc.collect()
-        gc.freeze()
+        if self.config.tune_gc:
+            # What is loaded by now (model, terminal table, modules) lives as long
+            # as the worker: keep it out of the collector's scans. The loop makes
+            # few reference cycles, so young collections can be much rarer.
+            gc.collect()
+            gc.freeze()
+            gc.set_threshold(100_000, 50, 100)
 
     def stop(self) -> None:
         """Ask the loop to finish its batch, commit and leave (thread/signal safe)."""
@@ -872,7 +875,7 @@ class ScorerWorker:
             "client.id": f"scorer-{self.config.worker_id}",
             "enable.idempotence": True,
             "acks": "all",
-            "linger.ms": 2,
+            "linger.ms": self.config.linger_ms,
             "batch.size": 1_000_000,
             "compression.type": "lz4",
             "queue.buffering.max.messages": 500_000,
