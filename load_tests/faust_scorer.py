@@ -38,7 +38,7 @@ def create_app(args: argparse.Namespace) -> Any:
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
         producer_linger_ms=5,
-        producer_compression_type="lz4",
+        producer_compression_type=None,  # as the scorer's outputs (ScorerConfig.compression)
         stream_buffer_maxsize=20000,
     )
     source = app.topic(args.source, value_type=bytes, key_type=bytes, value_serializer="raw",

@@ -97,6 +97,8 @@ class ScorerProcess:
             "fraud_scorer_batch_size_sum",
             "fraud_scorer_batch_size_count",
             "fraud_scorer_batch_processing_seconds_sum",
+            "fraud_scorer_commit_seconds_sum",
+            "fraud_scorer_commit_seconds_count",
         )
         values = {}
         for line in text.splitlines():
@@ -173,12 +175,22 @@ def batch_figures(
         return {}
     if count <= 0:
         return {}
-    return {
+    figures: dict[str, Any] = {
         "batches": int(count),
         "mean_size": round(size / count, 1),
         "processing_ms_mean": round(wall / count * 1000, 2),
         "cpu_ms_per_batch": round(cpu_s / count * 1000, 2),
     }
+    commits = after.get("fraud_scorer_commit_seconds_count", 0.0) - before.get(
+        "fraud_scorer_commit_seconds_count", 0.0
+    )
+    if commits > 0:
+        commit_s = after["fraud_scorer_commit_seconds_sum"] - before.get(
+            "fraud_scorer_commit_seconds_sum", 0.0
+        )
+        figures["commits"] = int(commits)
+        figures["commit_ms_mean"] = round(commit_s / commits * 1000, 2)
+    return figures
 
 
 def encoded_stream(settings: Any, frame: Any) -> tuple[bytes, list[bytes], list[bytes]]:

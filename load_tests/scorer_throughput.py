@@ -42,8 +42,12 @@ def io_ceiling(settings, source: str, sink: str, events: int, batch_size: int) -
         "enable.auto.commit": False, "isolation.level": "read_committed",
         "fetch.wait.max.ms": 10, "queued.min.messages": 20000,
     }))
+    from pipeline.scorer import ScorerConfig
+
+    scorer = ScorerConfig()  # the same producer settings as the scorer's outputs
     producer = Producer(settings.librdkafka_config(**{
-        "linger.ms": 5, "batch.size": 1_000_000, "compression.type": "lz4", "partitioner": "murmur2_random", "acks": "all",
+        "linger.ms": scorer.linger_ms, "batch.size": 1_000_000,
+        "compression.type": scorer.compression, "partitioner": "murmur2_random", "acks": "all",
         "enable.idempotence": True, "queue.buffering.max.messages": 500_000,
     }))
     consumer.subscribe([source])

@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -47,6 +48,21 @@ Examples:
     help="Event-time hours between retraining requests of one model [default: 72].",
 )
 @click.option(
+    "--skip-in-sample/--use-in-sample",
+    "skip_in_sample",
+    default=True,
+    show_default=True,
+    help="Keep outcomes inside a model version's training data range (read from the "
+    "registry) from its error-rate detector.",
+)
+@click.option(
+    "--registry",
+    "registry_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Registry directory, for training data ranges [default: FRAUD_REGISTRY_DIR, else "
+    "models/].",
+)
+@click.option(
     "--metrics-port",
     type=click.IntRange(0, 65535),
     default=None,
@@ -65,6 +81,8 @@ def monitor(
     block_min_count: int | None,
     reference_blocks: int | None,
     cooldown_hours: float | None,
+    skip_in_sample: bool,
+    registry_dir: Path | None,
     metrics_port: int | None,
     no_metrics: bool,
     run_for: float | None,
@@ -78,9 +96,11 @@ def monitor(
     distributions (fast, no labels) and on the error stream (slow, labelled),
     tracks precision, recall, average precision and card precision@k per model
     version, publishes a DriftEvent for each detection and at most one
-    RetrainRequest per model per cooldown. Everything runs on event time, so an
-    accelerated replay behaves like live traffic. Bad records go to the
-    dead-letter topic. SIGTERM/Ctrl-C stops it cleanly.
+    RetrainRequest per model per cooldown. Outcomes of transactions a model
+    version was trained on (its data range in the registry) do not feed its
+    error detector. Everything runs on event time, so an accelerated replay
+    behaves like live traffic. Bad records go to the dead-letter topic.
+    SIGTERM/Ctrl-C stops it cleanly.
     """
     import dataclasses
 
@@ -89,13 +109,14 @@ def monitor(
     from pipeline.metrics import MetricsServer
     from pipeline.monitor import MonitorConfig, MonitorMetrics
     from pipeline.monitor.app import create_app
+    from pipeline.monitor.lineage import RegistryTrainingRanges
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    settings = load_settings()
+    settings = load_settings(registry_dir=registry_dir)
     config = MonitorConfig()
-    overrides: dict[str, Any] = {}
+    overrides: dict[str, Any] = {"error_skip_in_sample": skip_in_sample}
     if block_min_count is not None:
         overrides["block_min_count"] = block_min_count
     if reference_blocks is not None:
@@ -104,7 +125,13 @@ def monitor(
         overrides["retrain_cooldown_ms"] = int(cooldown_hours * HOUR_MS)
     config = dataclasses.replace(config, **overrides)
     metrics = MonitorMetrics()
-    built = create_app(settings, config, metrics=metrics, app_id=app_id)
+    built = create_app(
+        settings,
+        config,
+        metrics=metrics,
+        app_id=app_id,
+        training_ranges=RegistryTrainingRanges(settings.registry_dir) if skip_in_sample else None,
+    )
     server = None
     if not no_metrics:
         port = settings.metrics_port + 1 if metrics_port is None else metrics_port

@@ -59,6 +59,13 @@ Examples:
     "offsets together), or outputs visible at once and offsets committed after their acks.",
 )
 @click.option(
+    "--compression",
+    type=click.Choice(["none", "lz4", "zstd", "snappy", "gzip"]),
+    default="none",
+    show_default=True,
+    help="Compression of the outputs (costs scorer CPU; lz4 where the network is the limit).",
+)
+@click.option(
     "--commit-interval-ms",
     default=None,
     type=click.IntRange(1, 60_000),
@@ -103,6 +110,7 @@ def score(
     model_ref: str,
     batch_size: int,
     exactly_once: bool,
+    compression: str,
     commit_interval_ms: int | None,
     registry_dir: str | None,
     metrics_port: int | None,
@@ -130,6 +138,7 @@ def score(
         model_ref=model_ref,
         batch_size=batch_size,
         exactly_once=exactly_once,
+        compression=compression,
         commit_interval_s=commit_interval_ms / 1000.0 if commit_interval_ms else None,
         terminal_features=terminal_features,
     )

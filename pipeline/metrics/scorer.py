@@ -63,6 +63,12 @@ class ScorerMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.commit_seconds = Histogram(
+            "fraud_scorer_commit_seconds",
+            "Wall time of one commit (transaction commit, or flush and offset commit).",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.model_info = Info("fraud_scorer_model", "The model serving traffic.", registry=r)
         self.model_swaps = Counter(
             "fraud_scorer_model_swaps", "Models loaded and switched to.", registry=r

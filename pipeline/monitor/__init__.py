@@ -11,6 +11,7 @@ from pipeline.monitor.config import MonitorConfig
 from pipeline.monitor.detectors import DistributionDriftDetector, DriftSignal, ErrorDriftDetector
 from pipeline.monitor.engine import MonitorEngine
 from pipeline.monitor.errors import InvalidRecord, MonitorError
+from pipeline.monitor.lineage import RegistryTrainingRanges, TrainingRange
 from pipeline.monitor.metrics import MonitorMetrics
 from pipeline.monitor.quality import QualityTracker
 from pipeline.monitor.stats_merge import StatsMerger
@@ -31,8 +32,10 @@ __all__ = [
     "MonitorError",
     "MonitorMetrics",
     "QualityTracker",
+    "RegistryTrainingRanges",
     "RetrainTrigger",
     "StatsMerger",
+    "TrainingRange",
     "create_app",
     "drift_event",
     "summarize_windows",

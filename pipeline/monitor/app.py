@@ -26,6 +26,7 @@ import faust
 from pipeline.monitor.config import MonitorConfig
 from pipeline.monitor.engine import DRIFT, OUTCOMES, STATS, MonitorEngine
 from pipeline.monitor.errors import InvalidRecord
+from pipeline.monitor.lineage import TrainingRangeLookup
 from pipeline.monitor.metrics import MonitorMetrics
 from pipeline.serde import DecodeError, EncodeError, Serde, dlq_headers
 from pipeline.settings import Settings
@@ -57,9 +58,15 @@ def create_app(
     metrics: MonitorMetrics | None = None,
     app_id: str = DEFAULT_APP_ID,
     worker_id: str | None = None,
+    training_ranges: TrainingRangeLookup | None = None,
 ) -> MonitorApp:
-    """Build the monitor app: one agent per input stream, on the topics of ``settings``."""
-    engine = MonitorEngine(config, metrics)
+    """Build the monitor app: one agent per input stream, on the topics of ``settings``.
+
+    ``training_ranges`` tells each model version's training data range (the CLI
+    reads it from the registry), so in-sample outcomes stay out of the error
+    detector.
+    """
+    engine = MonitorEngine(config, metrics, training_ranges)
     serde = Serde.from_settings(settings)
     worker = worker_id or f"{socket.gethostname()}-{os.getpid()}"
     topics = settings.topics

@@ -44,9 +44,14 @@ class MonitorConfig:
     """Score bins are merged until each holds this share of the reference."""
 
     # --- slow signal: label-based error stream --------------------------------
-    error_adwin_delta: float = 1e-5
+    error_adwin_delta: float = 1e-3
+    """ADWIN confidence: smaller means fewer false alarms and later detection
+    (docs/drift-experiment.md has the runs it was chosen on)."""
     error_min_outcomes: int = 1000
     """Error-rate alarms need this many outcomes since the last reset."""
+    error_skip_in_sample: bool = True
+    """Keep outcomes of transactions inside a model version's training data range
+    (from the registry) from its error detector: in-sample errors say nothing of drift."""
 
     # --- online quality --------------------------------------------------------
     quality_window_ms: int = 7 * DAY_MS

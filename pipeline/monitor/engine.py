@@ -17,6 +17,7 @@ from pipeline.monitor import records
 from pipeline.monitor.config import MonitorConfig
 from pipeline.monitor.detectors import DistributionDriftDetector, DriftSignal, ErrorDriftDetector
 from pipeline.monitor.errors import DUPLICATE, TOO_OLD, InvalidRecord
+from pipeline.monitor.lineage import TrainingRangeLookup
 from pipeline.monitor.metrics import MonitorMetrics
 from pipeline.monitor.quality import QualitySnapshot, QualityTracker
 from pipeline.monitor.stats_merge import StatsMerger
@@ -33,10 +34,16 @@ class MonitorEngine:
     """Merges statistics, runs detectors, tracks quality and triggers retraining."""
 
     def __init__(
-        self, config: MonitorConfig | None = None, metrics: MonitorMetrics | None = None
+        self,
+        config: MonitorConfig | None = None,
+        metrics: MonitorMetrics | None = None,
+        training_ranges: TrainingRangeLookup | None = None,
     ) -> None:
+        """``training_ranges`` tells each model version's training data range (see
+        :mod:`pipeline.monitor.lineage`); without it no outcome counts as in-sample."""
         self.config = config or MonitorConfig()
         self.metrics = metrics or MonitorMetrics()
+        self.training_ranges = training_ranges
         self.merger = StatsMerger(self.config)
         self.trigger = RetrainTrigger(self.config)
         self._distribution: dict[Key, DistributionDriftDetector] = {}
@@ -97,11 +104,20 @@ class MonitorEngine:
         self.metrics.event_time.labels(OUTCOMES).set(self.outcome_watermark / 1000.0)
         key: Key = (outcome.model_name, outcome.model_version, outcome.rollout_arm)
         self._track_quality(key, outcome)
+        if self._in_sample(outcome):
+            self.metrics.in_sample_outcomes.labels(*key).inc()
+            return []
         detector = self._errors.get(key)
         if detector is None:
             detector = self._errors[key] = ErrorDriftDetector(self.config, key)
         signal = detector.update(outcome)
         return self._publish([signal] if signal else [], now_ms)
+
+    def _in_sample(self, outcome: records.Outcome) -> bool:
+        if not self.config.error_skip_in_sample or self.training_ranges is None:
+            return False
+        trained = self.training_ranges(outcome.model_name, outcome.model_version)
+        return trained is not None and trained.contains(outcome.timestamp)
 
     def _track_quality(self, key: Key, outcome: records.Outcome) -> None:
         tracker = self._quality.get(key)

@@ -102,6 +102,13 @@ class MonitorMetrics:
             model,
             registry=r,
         )
+        self.in_sample_outcomes = Counter(
+            "fraud_monitor_in_sample_outcomes",
+            "Outcomes inside the model version's training data range, kept from its error "
+            "detector.",
+            model,
+            registry=r,
+        )
         self.error_rate = Gauge(
             "fraud_monitor_error_rate",
             "Error rate (alert != fraud) in the error detector's window.",

@@ -610,6 +610,7 @@ class ScorerWorker:
         consumer, producer = self._consumer, self._producer
         if consumer is None or producer is None:
             return
+        started = time.monotonic()
         self._write_changelog()
         offsets = [
             TopicPartition(self.topics.transactions, partition, offset)
@@ -646,6 +647,7 @@ class ScorerWorker:
             elif offsets:
                 consumer.commit(offsets=offsets, asynchronous=True)
         self._next_offsets.clear()
+        self.metrics.commit_seconds.observe(time.monotonic() - started)
         if self._labels is not None:
             self._labels.committed()
         self._uncommitted_batches = 0
@@ -877,7 +879,7 @@ class ScorerWorker:
             "acks": "all",
             "linger.ms": self.config.linger_ms,
             "batch.size": 1_000_000,
-            "compression.type": "lz4",
+            "compression.type": self.config.compression,
             "queue.buffering.max.messages": 500_000,
             # Delivery reports cost a Python call per record; only failures matter.
             "delivery.report.only.error": True,
