@@ -126,6 +126,9 @@ class ScorerWorker:
         self.engine: ScoringEngine | None = None
         self._control_generation = -1
         self._next_offsets: dict[int, int] = {}
+        # At-least-once: offsets waiting for their outputs' acks (see _stage).
+        self._staged: list[TopicPartition] = []
+        self._staged_at = 0.0
         self._uncommitted_batches = 0
         self._last_commit = time.monotonic()
         self._in_transaction = False
@@ -584,11 +587,63 @@ class ScorerWorker:
 
     # --- commits -------------------------------------------------------------
     def _maybe_commit(self) -> None:
+        if self._staged:
+            self._finish_staged()
+            return
         due = time.monotonic() - self._last_commit >= self.config.effective_commit_interval_s
         if self._uncommitted_batches and (
             due or self._uncommitted_batches >= self.config.commit_max_batches
         ):
-            self._commit(sync=False)
+            if self.config.exactly_once:
+                self._commit(sync=False)
+            else:
+                self._stage()
+
+    def _stage(self) -> None:
+        """At-least-once, without stalling the loop: write the changelog and note the
+        offsets reached; they are committed once every output produced so far is
+        acknowledged (seen between batches), or after a blocking flush if that
+        takes longer than a commit interval."""
+        self._write_changelog()
+        self._staged = self._offsets_reached()
+        self._staged_at = time.monotonic()
+        self._uncommitted_batches = 0
+        self._last_commit = self._staged_at
+        self._finish_staged()
+
+    def _finish_staged(self) -> None:
+        producer, consumer = self._producer, self._consumer
+        assert producer is not None and consumer is not None
+        producer.poll(0)
+        waited = time.monotonic() - self._staged_at
+        if len(producer) and waited < self.config.effective_commit_interval_s:
+            return
+        self._ensure_delivered(producer)
+        if self._staged:
+            consumer.commit(offsets=self._staged, asynchronous=True)
+        self._staged = []
+        self.metrics.commit_seconds.observe(waited)
+
+    def _offsets_reached(self) -> list[TopicPartition]:
+        """Input and label offsets reached since the last commit (and forget them)."""
+        offsets = [
+            TopicPartition(self.topics.transactions, partition, offset)
+            for partition, offset in self._next_offsets.items()
+        ]
+        self._next_offsets.clear()
+        if self._labels is not None:
+            offsets.extend(self._labels.committable())
+            self._labels.committed()
+        return offsets
+
+    def _ensure_delivered(self, producer: Producer) -> None:
+        remaining = producer.flush(30)
+        failed = self._delivery_failed
+        if remaining or failed is not None:
+            raise ScorerError(
+                f"outputs not acknowledged ({remaining} pending, error: {failed}); "
+                "offsets not committed, restart to resume from the last commit"
+            )
 
     def _begin_transaction(self) -> None:
         if self.config.exactly_once and not self._in_transaction:
@@ -603,21 +658,22 @@ class ScorerWorker:
         one transaction; a transaction that must abort rewinds the partitions to
         their committed offsets and restores their state from the changelog.
         At-least-once: wait for every output and changelog record to be
-        acknowledged, then commit the offsets (asynchronously in steady state; a
-        lost async commit only means a few records decided again after a crash,
-        never a record skipped).
+        acknowledged, then commit the offsets. In steady state the loop does not
+        wait (:meth:`_stage`) and commits asynchronously: a lost async commit only
+        means a few records decided again after a crash, never a record skipped.
         """
         consumer, producer = self._consumer, self._producer
         if consumer is None or producer is None:
             return
         started = time.monotonic()
         self._write_changelog()
-        offsets = [
-            TopicPartition(self.topics.transactions, partition, offset)
-            for partition, offset in self._next_offsets.items()
-        ]
-        if self._labels is not None:
-            offsets.extend(self._labels.committable())
+        # Staged offsets first: a later offset of the same partition wins.
+        offsets = list(
+            {
+                (tp.topic, tp.partition): tp for tp in [*self._staged, *self._offsets_reached()]
+            }.values()
+        )
+        self._staged = []
         if self.config.exactly_once:
             if self._in_transaction:
                 self._commit_started = time.monotonic()
@@ -635,21 +691,12 @@ class ScorerWorker:
                 self._commit_started = 0.0
                 self._in_transaction = False
         else:
-            remaining = producer.flush(30)
-            failed = self._delivery_failed
-            if remaining or failed is not None:
-                raise ScorerError(
-                    f"outputs not acknowledged ({remaining} pending, error: {failed}); "
-                    "offsets not committed, restart to resume from the last commit"
-                )
+            self._ensure_delivered(producer)
             if offsets and sync:
                 consumer.commit(offsets=offsets, asynchronous=False)
             elif offsets:
                 consumer.commit(offsets=offsets, asynchronous=True)
-        self._next_offsets.clear()
         self.metrics.commit_seconds.observe(time.monotonic() - started)
-        if self._labels is not None:
-            self._labels.committed()
         self._uncommitted_batches = 0
         self._last_commit = time.monotonic()
 
@@ -780,14 +827,20 @@ class ScorerWorker:
             self._labels.revoke([tp.partition for tp in partitions])
         self.state.drop([tp.partition for tp in partitions])
         self._stats.forget([tp.partition for tp in partitions])
-        for tp in partitions:
-            self._next_offsets.pop(tp.partition, None)
+        lost = {tp.partition for tp in partitions}
+        for partition in lost:
+            self._next_offsets.pop(partition, None)
+        self._staged = [
+            tp
+            for tp in self._staged
+            if tp.partition not in lost
+            or tp.topic not in (self.topics.transactions, self.topics.labels)
+        ]
         self._changelog.forget({tp.partition for tp in partitions})
         if self.config.exactly_once and self._in_transaction and self._producer is not None:
             # Outputs of lost partitions must not commit; the others are redone.
             self._producer.abort_transaction(30)
             self._in_transaction = False
-            lost = {tp.partition for tp in partitions}
             self._rewind(exclude=lost)
         self.metrics.assigned_partitions.set(len(self.state.partitions))
         log.warning("lost %s", sorted(tp.partition for tp in partitions))

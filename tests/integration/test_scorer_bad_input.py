@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xgboost
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 from scorer_helpers import (
     BIG_MESSAGE_BYTES,
     Record,
@@ -171,6 +171,7 @@ def booster(frame: pd.DataFrame) -> xgboost.Booster:
     return train_on(frame, day_index(frame) < 7)
 
 
+@pytest.mark.parametrize("exactly_once", [True, False], ids=["exactly-once", "at-least-once"])
 def test_bad_input_is_dead_lettered_and_valid_input_decided_once(
     kafka_bootstrap: str,
     topic_factory: Callable[..., str],
@@ -178,6 +179,7 @@ def test_bad_input_is_dead_lettered_and_valid_input_decided_once(
     tmp_path: Path,
     frame: pd.DataFrame,
     booster: xgboost.Booster,
+    exactly_once: bool,
 ) -> None:
     topics = scorer_topics(topic_factory, big_messages=True)
     # The scorer's own clients must carry 1 MB records to the dead-letter topic.
@@ -204,7 +206,10 @@ def test_bad_input_is_dead_lettered_and_valid_input_decided_once(
     after = valid_stream(later)
 
     worker = ScorerWorker(
-        settings, ScorerConfig(group_id=group_id, worker_id="bad-input", batch_size=97)
+        settings,
+        ScorerConfig(
+            group_id=group_id, worker_id="bad-input", batch_size=97, exactly_once=exactly_once
+        ),
     )
     try:
         where_mixed = produce(settings, mixed)
@@ -262,6 +267,19 @@ def test_bad_input_is_dead_lettered_and_valid_input_decided_once(
         item.reason for item, _ in invalid
     )
     assert max(len(r.value or b"") for r in dead) > 1 << 20
+
+    # Everything read is committed: a restarted worker would not decide it again.
+    ends: dict[int, int] = {}
+    for record in incoming:
+        ends[record.partition] = max(ends.get(record.partition, 0), record.offset + 1)
+    reader = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group_id})
+    try:
+        committed = reader.committed(
+            [TopicPartition(topics.transactions, p) for p in sorted(ends)], timeout=15
+        )
+    finally:
+        reader.close()
+    assert {tp.partition: tp.offset for tp in committed} == ends
 
 
 def test_a_record_too_large_to_dead_letter_does_not_kill_the_worker(
