@@ -2,13 +2,18 @@
 
 Per drift kind (covariate, card_testing, fraud_rate, each alone) it simulates
 ``--days`` days with the drift injected at ``--drift-day``, trains a champion
-on days before the drift, backfills the terminal-features table, and runs a
-real ``fraud score`` and a real ``fraud monitor`` process on isolated topics
-while ``fraud replay --labels`` sends the days as fast as possible (event time
-drives every window, so this is an accelerated replay). The scorer warms its
-card state on the first ``--warmup-days`` days before the monitor starts
-watching (the monitor group is committed at the end of what was produced then,
-as when a monitor is deployed next to a running scorer).
+on ``--train-days`` days after a ``--burn-in-days`` burn-in (a simulation
+starts with no fraud history: its 30-day terminal windows, which use labels
+a label delay old, and its fraud counts keep rising for about 40 days, so
+earlier days are not stationary), backfills the terminal-features table, and
+runs a real ``fraud score`` and a real ``fraud monitor`` process on isolated
+topics while ``fraud replay --labels`` sends the days as fast as possible
+(event time drives every window, so this is an accelerated replay). The
+scorer starts ``--warmup-days`` days before the end of the champion's
+training data to warm its card state; the monitor starts watching there (the
+monitor group is committed at the end of what was produced then, as when a
+model is deployed after its training data and a monitor next to a running
+scorer). Stationary runs follow the same layout without drift.
 
 Detection delays are read from the drift-events topic, in simulated time:
 fast signal = first score/feature event whose block ends after the drift,
@@ -71,6 +76,8 @@ class Scale:
     days: int
     drift_day: int
     stationary_days: int
+    burn_in_days: int
+    train_days: int
     warmup_days: int
     label_delay_days: int
     block_min_count: int
@@ -78,6 +85,21 @@ class Scale:
     min_post_drift_frauds: int
     holdout_days: int
     timeout_s: float
+
+    @property
+    def train_range(self) -> tuple[int, int]:
+        """Champion training days ``[first, end)``: right after the burn-in."""
+        return self.burn_in_days, self.burn_in_days + self.train_days
+
+    @property
+    def watch_day(self) -> int:
+        """The monitor starts watching where the champion's training data ends."""
+        return self.train_range[1]
+
+    @property
+    def replay_day(self) -> int:
+        """The scorer starts ``warmup_days`` before the monitor (card state warm-up)."""
+        return self.watch_day - self.warmup_days
 
 
 def day_ms(day: float) -> int:
@@ -185,10 +207,12 @@ def pipeline_run(
             work / "scorer.log",
         )
         procs.append(scorer)
-        warm_end = day_date(scale.warmup_days)
+        warm_start, warm_end = day_date(scale.replay_day), day_date(scale.watch_day)
         t0 = time.monotonic()
         run(
-            fraud("replay", "--data", str(data), "--end", warm_end, "--labels"),
+            fraud(
+                "replay", "--data", str(data), "--start", warm_start, "--end", warm_end, "--labels"
+            ),
             env,
             logfile,
             scale.timeout_s,
@@ -270,11 +294,12 @@ def drift_run(kind: str, seed: int, scale: Scale, bootstrap: str, root: Path) ->
     frame.to_parquet(data)
     days = sim_day(frame)
     features = feature_matrix(frame, scale.label_delay_days * DAY_MS)
-    train_first, train_end = 7, scale.drift_day - 2 * scale.label_delay_days
+    train_first, train_end = scale.train_range
     train_champion(frame, features, days, train_first, train_end, registry)
     log(
-        f"{kind}: champion trained on days [{train_first}, {train_end}); replaying "
-        f"{len(frame):,} transactions"
+        f"{kind}: champion trained on days [{train_first}, {train_end}); replaying days "
+        f"[{scale.replay_day}, {scale.days}): {int((days >= scale.replay_day).sum()):,} "
+        "transactions"
     )
     events, _, env, timings = pipeline_run(scale, frame, data, work, bootstrap, registry)
     drift_ms = day_ms(scale.drift_day)
@@ -328,6 +353,7 @@ def drift_run(kind: str, seed: int, scale: Scale, bootstrap: str, root: Path) ->
             "seed": seed,
             "spec": spec,
             "transactions": len(frame),
+            "replayed_transactions": int((days >= scale.replay_day).sum()),
             "champion_train_days": [train_first, train_end - 1],
             "pre_drift_test_days": [scale.drift_day - 7, scale.drift_day - 1],
             "fast_signal": None if fast is None else fast["signal"],
@@ -373,13 +399,13 @@ def stationary_run(seed: int, scale: Scale, bootstrap: str, root: Path) -> dict[
     frame.to_parquet(data)
     days = sim_day(frame)
     features = feature_matrix(frame, scale.label_delay_days * DAY_MS)
-    train_champion(frame, features, days, 7, scale.warmup_days, registry)
+    train_champion(frame, features, days, *scale.train_range, registry)
     events, _, _, timings = pipeline_run(scale, frame, data, work, bootstrap, registry)
     summary = summarize_events(events, None)
     return {
         "seed": seed,
         "false_alarms": summary["count"],
-        "watched_days": scale.stationary_days - scale.warmup_days,
+        "watched_days": scale.stationary_days - scale.watch_day,
         "events": summary["events"],
         "timings_s": {k: round(v, 1) if isinstance(v, float) else v for k, v in timings.items()},
     }
@@ -390,11 +416,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated drift kinds")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated stationary seeds")
     parser.add_argument("--drift-seed", type=int, default=0, help="seed of the drift runs")
-    parser.add_argument("--days", type=int, default=64, help="days of a drift run")
-    parser.add_argument("--drift-day", type=int, default=40)
-    parser.add_argument("--stationary-days", type=int, default=40)
+    parser.add_argument("--days", type=int, default=104, help="days of a drift run")
+    parser.add_argument("--drift-day", type=int, default=80)
+    parser.add_argument("--stationary-days", type=int, default=104, help="days of a stationary run")
     parser.add_argument(
-        "--warmup-days", type=int, default=14, help="days scored before the monitor starts watching"
+        "--burn-in-days",
+        type=int,
+        default=45,
+        help="simulated days before the champion's training data (the simulator's fraud "
+        "history and 30-day feature windows fill up)",
+    )
+    parser.add_argument("--train-days", type=int, default=21, help="champion training days")
+    parser.add_argument(
+        "--warmup-days",
+        type=int,
+        default=30,
+        help="days the scorer scores before the monitor starts watching (card state)",
     )
     parser.add_argument("--customers", type=int, default=2000)
     parser.add_argument(
@@ -415,12 +452,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.customers, args.kinds, args.seeds = 500, "covariate", "0"
-        args.days, args.drift_day, args.stationary_days = 48, 28, 30
     unknown = set(args.kinds.split(",")) - set(KINDS)
     if unknown:
         parser.error(f"unknown kinds: {', '.join(sorted(unknown))}")
-    if args.drift_day - 14 <= 7 or args.days < args.drift_day + 14:
-        parser.error("need drift-day > 21 and days >= drift-day + 14")
+    watch = args.burn_in_days + args.train_days
+    if min(args.burn_in_days, args.train_days, args.warmup_days) < 1 or args.warmup_days > watch:
+        parser.error("need burn-in, train and warmup days >= 1, warmup <= burn-in + train days")
+    if args.drift_day < watch + 7 or args.days < args.drift_day + 14:
+        parser.error(
+            "need drift-day >= burn-in + train days + 7 (a watched week before the drift) "
+            "and days >= drift-day + 14"
+        )
+    if args.stationary_days < watch + 1:
+        parser.error("need stationary-days > burn-in + train days")
     return args
 
 
@@ -431,6 +475,8 @@ def main(argv: list[str] | None = None) -> int:
         days=args.days,
         drift_day=args.drift_day,
         stationary_days=args.stationary_days,
+        burn_in_days=args.burn_in_days,
+        train_days=args.train_days,
         warmup_days=args.warmup_days,
         label_delay_days=7,
         block_min_count=args.block_min_count or args.customers,
@@ -461,7 +507,13 @@ def main(argv: list[str] | None = None) -> int:
             log(f"work directory kept: {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
-    result["scale"] = {**scale.__dict__, "elapsed_s": round(time.monotonic() - started, 1)}
+    result["scale"] = {
+        **scale.__dict__,
+        "champion_train_days": list(scale.train_range),
+        "replay_from_day": scale.replay_day,
+        "watch_from_day": scale.watch_day,
+        "elapsed_s": round(time.monotonic() - started, 1),
+    }
     print(json.dumps(result, indent=None if args.json else 2, default=str))
     return 0
 

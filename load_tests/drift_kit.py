@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from pipeline.settings import Settings
 
@@ -84,17 +84,53 @@ def _partitions(consumer: Consumer, topics: list[str]) -> list[TopicPartition]:
 
 
 def group_lag(settings: Settings, group: str, topics: list[str]) -> int:
-    """Records on ``topics`` not yet committed by ``group`` (uncommitted = from the start)."""
+    """Records on ``topics`` not yet committed by ``group`` (uncommitted = from the start).
+
+    Offsets past the committed one that hold no record a read-committed
+    consumer can see (the commit markers of transactional producers such as
+    the scorer) are not lag: a consumer never receives them, so it may never
+    commit past them.
+    """
     consumer = _consumer(settings, group)
     try:
         committed = consumer.committed(_partitions(consumer, topics), timeout=15)
         lag = 0
         for tp in committed:
             low, high = consumer.get_watermark_offsets(tp, timeout=15)
-            lag += max(0, high - (tp.offset if tp.offset >= 0 else low))
+            behind = max(0, high - (tp.offset if tp.offset >= 0 else low))
+            if 0 < behind <= _MARKER_SLACK and not _has_records(settings, tp, high):
+                behind = 0
+            lag += behind
         return lag
     finally:
         consumer.close()
+
+
+#: Trailing offsets checked for visible records before they count as lag.
+_MARKER_SLACK = 4
+
+
+def _has_records(settings: Settings, tp: TopicPartition, high: int) -> bool:
+    """True if a read-committed consumer sees a record in ``[tp.offset, high)``."""
+    probe = Consumer(
+        settings.librdkafka_config(
+            **{
+                "group.id": f"drift-probe-{os.getpid()}-{time.monotonic_ns()}",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            }
+        )
+    )
+    try:
+        probe.assign([TopicPartition(tp.topic, tp.partition, max(tp.offset, 0))])
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            message = probe.poll(0.2)
+            if message is not None and message.error() is None:
+                return (message.offset() or 0) < high
+        return False
+    finally:
+        probe.close()
 
 
 def commit_at_end(settings: Settings, group: str, topics: list[str]) -> None:
@@ -159,11 +195,9 @@ def read_all(settings: Settings, topic: str, schema: str, timeout_s: float = 30.
         deadline = time.monotonic() + timeout_s
         while remaining and time.monotonic() < deadline:
             for message in consumer.consume(1000, 0.5):
-                if message.error() is not None:
-                    continue
-                out.append(codec.decode(message.value()))
-                if message.offset() + 1 >= remaining.get(message.partition(), 0):
-                    remaining.pop(message.partition(), None)
+                if message.error() is None:
+                    out.append(codec.decode(message.value() or b""))
+            _drop_finished(consumer, topic, remaining)
         if remaining:
             raise TimeoutError(f"could not read {topic} to its end in {timeout_s}s")
         return out
@@ -188,13 +222,28 @@ def dlq_reasons(settings: Settings, timeout_s: float = 30.0) -> dict[str, int]:
             for message in consumer.consume(5000, 0.5):
                 if message.error() is not None:
                     continue
-                headers = {k: (v or b"").decode() for k, v in (message.headers() or [])}
+                headers = _headers(message)
                 key = (
                     f"{headers.get('fraud.dlq.stage', '?')}/{headers.get('fraud.dlq.reason', '?')}"
                 )
                 counts[key] = counts.get(key, 0) + 1
-                if message.offset() + 1 >= remaining.get(message.partition(), 0):
-                    remaining.pop(message.partition(), None)
+            _drop_finished(consumer, topic, remaining)
     finally:
         consumer.close()
     return counts
+
+
+def _drop_finished(consumer: Consumer, topic: str, remaining: dict[int, int]) -> None:
+    """Forget partitions read to their end (the position moves past commit markers too)."""
+    positions = consumer.position([TopicPartition(topic, p) for p in remaining])
+    for tp in positions:
+        if tp.offset >= remaining.get(tp.partition, 0):
+            remaining.pop(tp.partition, None)
+
+
+def _headers(message: Message) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in message.headers() or []:
+        key, value = item[0], item[1]
+        out[str(key)] = value.decode() if isinstance(value, bytes) else str(value or "")
+    return out

@@ -45,8 +45,7 @@ class MonitorConfig:
 
     # --- slow signal: label-based error stream --------------------------------
     error_adwin_delta: float = 1e-3
-    """ADWIN confidence: smaller means fewer false alarms and later detection
-    (docs/drift-experiment.md has the runs it was chosen on)."""
+    """ADWIN confidence: smaller means fewer false alarms and later detection."""
     error_min_outcomes: int = 1000
     """Error-rate alarms need this many outcomes since the last reset."""
     error_skip_in_sample: bool = True

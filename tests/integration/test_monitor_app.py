@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -9,12 +10,14 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from confluent_kafka import Consumer, Producer
 
+from pipeline.registry import ModelRegistry
 from pipeline.serde import DLQ_ERROR_REASON, Serde
 
 pytestmark = pytest.mark.integration
@@ -59,17 +62,38 @@ def _outcome(transaction_id: int, model_version: str = "1") -> dict[str, Any]:
     }
 
 
+def _register_trained_on_first_outcomes(root: Path) -> None:
+    """Version 1 of 'fraud', trained on transactions up to 2.5 s after START_MS (outcomes 1, 2)."""
+    import xgboost as xgb
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(100, 2))
+    params = {"max_depth": 2, "objective": "binary:logistic", "nthread": 1}
+    booster = xgb.train(params, xgb.DMatrix(x, label=(x[:, 0] > 0).astype(int)), 2)
+    start = dt.datetime.fromtimestamp(START_MS / 1000, dt.UTC).replace(tzinfo=None)
+    end = start + dt.timedelta(milliseconds=2_500)
+    ModelRegistry(root, "fraud").register(
+        booster,
+        features=["amount", "card_amount_to_mean_30d"],
+        params=params,
+        data_range=(start.isoformat(), end.isoformat()),
+        metrics={},
+    )
+
+
 def _drain(consumer: Consumer, into: dict[str, list[Any]], seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         message = consumer.poll(0.2)
         if message is None or message.error():
             continue
-        into.setdefault(message.topic(), []).append(message)
+        topic = message.topic()
+        assert topic is not None
+        into.setdefault(topic, []).append(message)
 
 
 def test_shift_gives_drift_events_and_one_retrain_request(
-    kafka_bootstrap: str, topic_factory: Callable[..., str]
+    kafka_bootstrap: str, topic_factory: Callable[..., str], tmp_path: Path
 ) -> None:
     names = {
         field: topic_factory(prefix=f"mon-{field.replace('_', '-')}")
@@ -94,7 +118,12 @@ def test_shift_gives_drift_events_and_one_retrain_request(
     assert producer.flush(30) == 0
     del producer
 
-    env = dict(os.environ, FRAUD_KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap)
+    _register_trained_on_first_outcomes(tmp_path / "models")
+    env = dict(
+        os.environ,
+        FRAUD_KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
+        FRAUD_REGISTRY_DIR=str(tmp_path / "models"),
+    )
     env.update({f"FRAUD_TOPICS__{field.upper()}": name for field, name in names.items()})
     command = [
         sys.executable,
@@ -153,3 +182,5 @@ def test_shift_gives_drift_events_and_one_retrain_request(
     assert reasons == ["bad_magic", "duplicate", "too_old", "truncated", "unknown_transaction"]
     assert "dead_letters[duplicate] 1" in stderr
     assert "retrain_requests 1" in stderr
+    # outcomes 1 and 2 lie in version 1's training data (read from the registry)
+    assert "in_sample_outcomes 2" in stderr
