@@ -171,8 +171,12 @@ class LabelJoiner:
                     continue
                 buffer.append((message, label))
         outcomes: list[dict[str, Any]] = []
+        # Join up to the slowest partition's event time (as the window statistics
+        # do): a partition read ahead of the others would otherwise send its
+        # outcomes days before theirs, and the monitor sees errors out of order.
+        marks = [self.watermarks[p] for p in self._buffers if p in self.watermarks]
+        watermark = min(marks) if marks else -1
         for partition, buffer in self._buffers.items():
-            watermark = self.watermarks.get(partition, -1)
             pending = self.pending[partition]
             while buffer and int(buffer[0][1]["label_timestamp"]) <= watermark:
                 message, label = buffer.popleft()
