@@ -150,7 +150,11 @@ class LabelJoiner:
             self.watermarks[partition] = max_ts_ms
             pending = self.pending.get(partition)
             if pending is not None:
-                pending.expire(max_ts_ms - (_NO_LABELS_FACTOR - 1) * self.retention_ms)
+                # Labels join at the slowest partition's time (:meth:`poll`), so a
+                # partition read ahead keeps its decisions until that time comes.
+                marks = [self.watermarks[p] for p in self._buffers if p in self.watermarks]
+                slowest = min(marks) if marks else max_ts_ms
+                pending.expire(slowest - (_NO_LABELS_FACTOR - 1) * self.retention_ms)
 
     def poll(self, max_records: int = 5000) -> LabelResult:
         """Read available labels and join every one whose time has come."""
