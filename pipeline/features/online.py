@@ -122,14 +122,7 @@ class CardStateStore:
         n = len(card)
         windows = self._windows
         if n == 0:
-            empty_i, empty_f = np.zeros(0, np.int64), np.zeros(0, np.float64)
-            return CardPrimitives(
-                {w: empty_i for w in windows},
-                {w: empty_f for w in windows},
-                {w: empty_f for w in windows},
-                {w: empty_f for w in windows},
-                empty_f,
-            )
+            return CardPrimitives.empty(windows)
         get = self._slot.get
         slots = np.fromiter(map(get, card.tolist(), itertools.repeat(-1)), np.int64, n)
         if (slots < 0).any():

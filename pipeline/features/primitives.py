@@ -9,6 +9,7 @@ of the *earlier* rows of the same card with ``timestamp > t - w``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,18 @@ class CardPrimitives:
     total_sq: dict[int, F64]
     max_amount: dict[int, F64]  # NaN where the window holds no earlier row
     gap_ms: F64  # NaN for a card's first row
+
+    @classmethod
+    def empty(cls, windows: Iterable[int]) -> CardPrimitives:
+        """No rows, for every window."""
+        empty_i, empty_f = np.zeros(0, np.int64), np.zeros(0, np.float64)
+        return cls(
+            {w: empty_i for w in windows},
+            {w: empty_f for w in windows},
+            {w: empty_f for w in windows},
+            {w: empty_f for w in windows},
+            empty_f,
+        )
 
     def take(self, index: I64) -> CardPrimitives:
         """The rows at ``index`` (e.g. a batch's rows, or back to input order)."""
@@ -57,14 +70,7 @@ def grouped_card_primitives(
     query = np.arange(n, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
     m = len(query)
     if m == 0:
-        empty_i, empty_f = np.zeros(0, np.int64), np.zeros(0, np.float64)
-        return CardPrimitives(
-            {w: empty_i for w in windows},
-            {w: empty_f for w in windows},
-            {w: empty_f for w in windows},
-            {w: empty_f for w in windows},
-            empty_f,
-        )
+        return CardPrimitives.empty(windows)
     new_group = np.empty(n, dtype=bool)
     new_group[0] = True
     np.not_equal(group[1:], group[:-1], out=new_group[1:])

@@ -152,9 +152,12 @@ class LabelJoiner:
             if pending is not None:
                 # Labels join at the slowest partition's time (:meth:`poll`), so a
                 # partition read ahead keeps its decisions until that time comes.
-                marks = [self.watermarks[p] for p in self._buffers if p in self.watermarks]
-                slowest = min(marks) if marks else max_ts_ms
-                pending.expire(slowest - (_NO_LABELS_FACTOR - 1) * self.retention_ms)
+                pending.expire(self._slowest() - (_NO_LABELS_FACTOR - 1) * self.retention_ms)
+
+    def _slowest(self) -> int:
+        """Event time of the slowest assigned partition that has one (-1: none yet)."""
+        marks = [self.watermarks[p] for p in self._buffers if p in self.watermarks]
+        return min(marks) if marks else -1
 
     def poll(self, max_records: int = 5000) -> LabelResult:
         """Read available labels and join every one whose time has come."""
@@ -178,8 +181,7 @@ class LabelJoiner:
         # Join up to the slowest partition's event time (as the window statistics
         # do): a partition read ahead of the others would otherwise send its
         # outcomes days before theirs, and the monitor sees errors out of order.
-        marks = [self.watermarks[p] for p in self._buffers if p in self.watermarks]
-        watermark = min(marks) if marks else -1
+        watermark = self._slowest()
         for partition, buffer in self._buffers.items():
             pending = self.pending[partition]
             while buffer and int(buffer[0][1]["label_timestamp"]) <= watermark:

@@ -567,12 +567,17 @@ class ScorerWorker:
         key: bytes | None,
         value: bytes | None,
         headers: Any = None,
+        partition: int | None = None,
     ) -> None:
+        """Produce one record; when the local queue is full, serve it and retry."""
         producer = self._producer
         assert producer is not None
         while True:
             try:
-                producer.produce(topic, value, key, headers=headers)
+                if partition is None:
+                    producer.produce(topic, value, key, headers=headers)
+                else:
+                    producer.produce(topic, value, key, headers=headers, partition=partition)
                 return
             except BufferError:
                 producer.poll(0.05)
@@ -590,8 +595,7 @@ class ScorerWorker:
 
     # --- commits -------------------------------------------------------------
     def _maybe_commit(self) -> None:
-        if self._staged:
-            self._finish_staged()
+        if self._staged:  # settled after the next consume (see run)
             return
         due = time.monotonic() - self._last_commit >= self.config.effective_commit_interval_s
         if self._uncommitted_batches and (
@@ -708,17 +712,9 @@ class ScorerWorker:
         if not self.config.changelog:
             return
         topic = self.topics.card_state_changelog
-        producer = self._producer
-        assert producer is not None
         for partition, key, value in self._changelog.drain():
-            if partition not in self.state.partitions:
-                continue
-            while True:
-                try:
-                    producer.produce(topic, value, key, partition=partition)
-                    break
-                except BufferError:
-                    producer.poll(0.05)
+            if partition in self.state.partitions:
+                self._produce(topic, key, value, partition=partition)
 
     def _watch_commits(self) -> None:
         """Exit the process if a transaction commit hangs past its own timeouts.
