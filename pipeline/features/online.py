@@ -18,6 +18,7 @@ import itertools
 import struct
 from collections.abc import Iterable, Iterator, Sequence
 
+import numba
 import numpy as np
 import numpy.typing as npt
 
@@ -67,7 +68,6 @@ class CardStateStore:
             searched.append(history_ms)
         self._searched = np.asarray(searched, dtype=np.int64)
         self._retain_row = searched.index(history_ms)
-        self._wide_first = np.argsort(self._windows)[::-1].copy()
         self._slot: dict[int, int] = {}
         self._free: list[int] = []
         self._slots_used = 0
@@ -116,9 +116,9 @@ class CardStateStore:
         retained for it (the scorer reads a card's events from one partition,
         in order); see the class note for rows that arrive late.
         """
-        card = np.asarray(card_id, dtype=np.int64)
-        t = np.array(ts_ms, dtype=np.int64)
-        a = np.asarray(amount, dtype=np.float64)
+        card = np.ascontiguousarray(card_id, dtype=np.int64)
+        t = np.ascontiguousarray(ts_ms, dtype=np.int64)
+        a = np.ascontiguousarray(amount, dtype=np.float64)
         n = len(card)
         windows = self._windows
         if n == 0:
@@ -127,43 +127,20 @@ class CardStateStore:
         slots = np.fromiter(map(get, card.tolist(), itertools.repeat(-1)), np.int64, n)
         if (slots < 0).any():
             self._admit(card, slots)
-        group = _Groups(slots, self._probe)
-        over = self._end[group.slots] + group.count > self._cap[group.slots]
-        if over.any():
-            self._make_room(group.slots[over], group.count[over])
+        incoming = _incoming(slots, self._end, self._cap, self._probe)
+        if len(incoming):
+            self._make_room(incoming[:, 0].copy(), incoming[:, 1].copy())
 
-        base = self._base[slots]
-        live = base + self._live[slots]
-        at = base + self._end[slots] + group.rank
-        ts_pool = self._ts
-        ts_pool[at] = t
-        has_prev = at > live
-        prev_ts = ts_pool[at - 1]
-        late = has_prev & (t < prev_ts)
-        while late.any():  # a late row takes its card's latest time (class note)
-            t = np.where(late, prev_ts, t)
-            ts_pool[at] = t
-            prev_ts = ts_pool[at - 1]
-            late = has_prev & (t < prev_ts)
-        self._append_amounts(group, at, a)
-        self._end[group.slots] += group.count
-
-        # Window starts: first retained position with ts > t - w, for every window.
-        n_search = len(self._searched)
-        lower = _first_above(
-            ts_pool,
-            np.broadcast_to(live, (n_search, n)).ravel(),
-            np.broadcast_to(at, (n_search, n)).ravel(),
-            (t - self._searched[:, None]).ravel(),
-        ).reshape(n_search, n)
-        last = group.last_row
-        self._live[group.slots] = lower[self._retain_row, last] - base[last]
-
-        lower = lower[: len(windows)]
-        count = at - lower
-        sums = self._sums[at - 1] - self._sums[lower - 1]
-        max_amount = self._range_max(lower, at, count)
-        gap = np.where(has_prev, (t - prev_ts).astype(np.float64), np.nan)
+        searched = self._searched
+        count = np.empty((len(searched), n), np.int64)
+        sums = np.empty((len(searched), n, 2), np.float64)
+        max_amount = np.empty((len(searched), n), np.float64)
+        gap = np.empty(n, np.float64)
+        _append(
+            slots, t, a, searched, self._retain_row,
+            self._base, self._live, self._end, self._ts, self._amount, self._sums,
+            count, sums, max_amount, gap,
+        )  # fmt: skip
         return CardPrimitives(
             count={w: count[i] for i, w in enumerate(windows)},
             total={w: sums[i, :, 0] for i, w in enumerate(windows)},
@@ -185,47 +162,6 @@ class CardStateStore:
         return assemble(
             np.asarray(ts_ms, np.int64), np.asarray(amount, np.float64), prims, terminal, features
         )
-
-    def _append_amounts(self, group: _Groups, at: I64, amount: F64) -> None:
-        """Write the batch's amounts and their prefix sums."""
-        self._amount[at] = amount
-        values = np.empty((len(at), 2), np.float64)
-        values[:, 0] = amount
-        np.multiply(amount, amount, out=values[:, 1])
-        sums = self._sums
-        if group.order is None:
-            sums[at] = sums[at - 1] + values
-        else:
-            order, starts = group.order, group.starts
-            ordered = values[order]
-            run = np.cumsum(ordered, axis=0)
-            offset = sums[at[order[starts]] - 1] - (run[starts] - ordered[starts])
-            sums[at[order]] = np.repeat(offset, group.count, axis=0) + run
-
-    def _range_max(self, lower: I64, upper: I64, count: I64) -> F64:
-        """Max amount over positions ``lower .. upper - 1`` per window (NaN where empty).
-
-        The widest window of every row is copied out back to back (windows are
-        nested and share their end), then one ``maximum.reduceat`` takes every
-        window's max: each next start is at most the previous end, so nothing
-        between windows is read. Cost follows the windows' sizes only.
-        """
-        start, size = lower[self._wide_first[0]], count[self._wide_first[0]]
-        offset = np.cumsum(size) - size
-        total = int(size.sum())
-        values = np.empty(total + 1, np.float64)
-        values[total] = -np.inf  # the last reduceat slot runs to the end: one element
-        np.take(self._amount, _runs(start, size), out=values[:total])
-        # Per row, widest window first: its start is where the previous row's end was.
-        wide_first = self._wide_first
-        bounds = np.empty((len(size), len(count), 2), np.int64)
-        bounds[:, :, 0] = (lower[wide_first] - start + offset).T
-        bounds[:, :, 1] = (offset + size)[:, None]
-        found = np.maximum.reduceat(values, bounds.reshape(-1))[0::2]
-        out = np.empty(count.shape, np.float64)
-        out[wide_first] = found.reshape(len(size), len(count)).T
-        out[count == 0] = np.nan
-        return out
 
     # --- slots and segments ------------------------------------------------------
     def _admit(self, card: I64, slots: I64) -> None:
@@ -296,17 +232,26 @@ class CardStateStore:
         required = 1 + self._end[slots] - self._live[slots] + incoming
         fits = 4 * required <= 3 * self._cap[slots]
         if fits.any():
-            self._move(slots[fits], self._base[slots[fits]])
+            compact = slots[fits]
+            _move_own(compact, self._base[compact], *self._layout())
         grow = slots[~fits]
         if len(grow):
             capacity = _capacity_for(required[~fits] - 1)
             bases = self._allocate(capacity)  # may repack: old segments still count
             self._garbage += int(self._cap[grow].sum())
             self._cap[grow] = capacity
-            self._move(grow, bases)
+            _move_own(grow, bases, *self._layout())
+
+    def _layout(self) -> tuple[I64, I64, I64, I64, F64, F64]:
+        return self._base, self._live, self._end, self._ts, self._amount, self._sums
 
     def _move(self, slots: I64, bases: I64) -> None:
-        """Copy slots' retained rows to positions 1.. of segments at ``bases``."""
+        """Copy slots' retained rows to positions 1.. of segments at ``bases``.
+
+        Every source row is read before any is written, so segments may be laid out
+        again in any order (a repack); :func:`_move_own` is the faster one-segment-at-a-time
+        copy for moves within a segment or to free space.
+        """
         old_base = self._base[slots]
         start = old_base + self._live[slots]
         length = self._end[slots] - self._live[slots]
@@ -463,51 +408,141 @@ class CardStateStore:
         self._amount[dst] = amount
 
 
-class _Groups:
-    """A batch's rows grouped by slot: occurrence rank, per-slot count, last row."""
-
-    def __init__(self, slots: I64, probe: I64) -> None:
-        n = len(slots)
-        rows = np.arange(n, dtype=np.int64)
-        self.order: I64 | None = None
-        self.starts = rows
-        self.rank = np.zeros(n, np.int64)
-        self.slots = slots
-        self.count = np.ones(n, np.int64)
-        self.last_row = rows
-        if n > 1:
-            probe[slots] = rows
-            if (probe[slots] != rows).any():  # some slot occurs twice
-                self._group(slots, rows)
-
-    def _group(self, slots: I64, rows: I64) -> None:
-        order = np.argsort(slots, kind="stable")
-        ordered = slots[order]
-        first = np.empty(len(slots), dtype=bool)
-        first[0] = True
-        np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
-        starts = np.flatnonzero(first)
-        count = np.diff(np.append(starts, len(slots)))
-        rank = np.empty(len(slots), np.int64)
-        rank[order] = rows - np.repeat(starts, count)
-        self.order, self.starts, self.rank = order, starts, rank
-        self.slots, self.count = ordered[starts], count
-        self.last_row = order[starts + count - 1]
+def warm_up() -> None:
+    """Compile (or load from numba's cache) the hot-path kernels, so no batch pays for it."""
+    store = CardStateStore()
+    for _ in range(2):  # the second call moves a segment
+        store.update(np.arange(3, dtype=np.int64), np.arange(3, dtype=np.int64), np.ones(3))
+    store.update(np.zeros(12, np.int64), np.arange(12, dtype=np.int64), np.ones(12))
 
 
-def _first_above(ts: I64, lo: I64, hi: I64, threshold: I64) -> I64:
-    """Per query, the first position in ``[lo, hi)`` with ``ts > threshold`` (``hi`` if none).
+@numba.njit(cache=True, nogil=True)
+def _incoming(slots: I64, end: I64, cap: I64, scratch: I64) -> I64:  # pragma: no cover - compiled
+    """(slot, rows arriving) for every slot whose segment the batch would overflow.
 
-    Each range must be sorted and ``ts[hi] > threshold``. Branch-free binary
-    lifting: ``log2(longest range)`` steps of five numpy operations.
+    ``scratch`` (one entry per slot, all zero) counts the batch's rows per slot and is left
+    zeroed again.
     """
-    steps = int((hi - lo).max()).bit_length() if len(lo) else 0
-    pos = lo - 1  # last position known to be <= threshold (lo - 1: none yet)
-    for k in reversed(range(steps)):
-        probe = np.minimum(pos + (1 << k), hi)
-        np.copyto(pos, probe, where=ts[probe] <= threshold)
-    result: I64 = pos + 1
-    return result
+    n = len(slots)
+    for i in range(n):
+        scratch[slots[i]] += 1
+    over = np.empty((n, 2), np.int64)
+    k = 0
+    for i in range(n):
+        s = slots[i]
+        c = scratch[s]
+        if c > 0:
+            if end[s] + c > cap[s]:
+                over[k, 0] = s
+                over[k, 1] = c
+                k += 1
+            scratch[s] = 0
+    return over[:k]
+
+
+@numba.njit(cache=True, nogil=True)
+def _move_own(  # pragma: no cover - compiled
+    slots: I64, bases: I64, base: I64, live: I64, end: I64, ts: I64, amount: F64, sums: F64
+) -> None:
+    """:meth:`CardStateStore._move` for targets that are each slot's own segment (copied
+    forward, so the rows move down) or space no other slot uses."""
+    for j in range(len(slots)):
+        s = slots[j]
+        start = base[s] + live[s]
+        length = end[s] - live[s]
+        to = bases[j] + 1
+        offset0 = sums[start - 1, 0]
+        offset1 = sums[start - 1, 1]
+        for k in range(length):
+            ts[to + k] = ts[start + k]
+            amount[to + k] = amount[start + k]
+            sums[to + k, 0] = sums[start + k, 0] - offset0
+            sums[to + k, 1] = sums[start + k, 1] - offset1
+        sums[bases[j], 0] = 0.0
+        sums[bases[j], 1] = 0.0
+        base[s] = bases[j]
+        live[s] = 1
+        end[s] = 1 + length
+
+
+@numba.njit(cache=True, nogil=True)
+def _append(  # pragma: no cover - compiled
+    slots: I64,
+    t: I64,
+    amount: F64,
+    searched: I64,
+    retain_row: int,
+    base: I64,
+    live: I64,
+    end: I64,
+    ts_pool: I64,
+    amount_pool: F64,
+    sums_pool: F64,
+    count: I64,
+    sums: F64,
+    max_amount: F64,
+    gap: F64,
+) -> None:
+    """Append a batch's rows, in order, to their segments and write their primitives.
+
+    Per row: the late-row rule, the amount and its prefix sums, then for every searched
+    window the first retained position with ``ts > t - w`` (a bisection inside the
+    segment), the count, sums and max over ``[start, row)`` (the row itself excluded), and
+    the segment's new first retained position (``retain_row``'s window). Rows of one card
+    see the rows before them in the batch. Every segment has room (``_make_room``).
+    """
+    n_windows = len(searched)
+    lower = np.empty(n_windows, np.int64)
+    for i in range(len(slots)):
+        s = slots[i]
+        b = base[s]
+        lo = b + live[s]
+        at = b + end[s]
+        ti = t[i]
+        has_prev = at > lo
+        if has_prev:
+            prev = ts_pool[at - 1]
+            if ti < prev:  # a late row takes its card's latest time
+                ti = prev
+            gap[i] = float(ti - prev)
+        else:
+            gap[i] = np.nan
+        a = amount[i]
+        ts_pool[at] = ti
+        amount_pool[at] = a
+        sums_pool[at, 0] = sums_pool[at - 1, 0] + a
+        sums_pool[at, 1] = sums_pool[at - 1, 1] + a * a
+        end[s] += 1
+        for k in range(n_windows):
+            threshold = ti - searched[k]
+            left, right = lo, at  # first position in [left, right) with ts > threshold
+            while left < right:
+                mid = (left + right) >> 1
+                if ts_pool[mid] <= threshold:
+                    left = mid + 1
+                else:
+                    right = mid
+            lower[k] = left
+            count[k, i] = at - left
+            sums[k, i, 0] = sums_pool[at - 1, 0] - sums_pool[left - 1, 0]
+            sums[k, i, 1] = sums_pool[at - 1, 1] - sums_pool[left - 1, 1]
+        live[s] = lower[retain_row] - b
+        # Maxima: one backward scan over the widest window, read off at each window's start.
+        widest = lower[0]
+        for k in range(1, n_windows):
+            widest = min(widest, lower[k])
+        best = -np.inf
+        pos = at - 1
+        while True:
+            for k in range(n_windows):
+                if lower[k] == pos + 1:
+                    max_amount[k, i] = best if at > lower[k] else np.nan
+            if pos < widest:
+                break
+            v = amount_pool[pos]
+            if v > best:
+                best = v
+            pos -= 1
 
 
 def _ramp(length: I64) -> tuple[I64, I64]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
@@ -43,7 +44,7 @@ class TerminalHistory:
     def __init__(self, terminal_id: I64, ts_ms: I64, is_fraud: npt.ArrayLike) -> None:
         terminal_id = np.asarray(terminal_id, dtype=np.int64)
         ts_ms = np.asarray(ts_ms, dtype=np.int64)
-        is_fraud = np.asarray(is_fraud, dtype=np.int64)
+        is_fraud = (np.asarray(is_fraud) > 0).astype(np.int64)  # flags: 1 = known fraud
         if not _is_sorted(terminal_id, ts_ms):
             order = np.lexsort((ts_ms, terminal_id))
             terminal_id, ts_ms, is_fraud = terminal_id[order], ts_ms[order], is_fraud[order]
@@ -54,14 +55,9 @@ class TerminalHistory:
             else np.zeros(0, bool)
         )
         self._terminals = terminal_id[new]
-        self._rank = np.cumsum(new) - 1
-        self._fraud_cum = np.concatenate(([0], np.cumsum(self.is_fraud)))
-        self._fraud_rows = np.flatnonzero(self.is_fraud > 0)
-        # One sorted key, computed once: rank * span + (ts - t0); queries clip into [0, span).
-        self._t0 = int(ts_ms.min()) if len(ts_ms) else 0
-        self._span = (int(ts_ms.max()) - self._t0 + 2) if len(ts_ms) else 1
-        self._key = self._rank * self._span + (ts_ms - self._t0)
-        self._fraud_key = self._key[self._fraud_rows]
+        self._starts = np.append(np.flatnonzero(new), len(terminal_id)).astype(np.int64)
+        self._fraud_cum = np.concatenate(([0], np.cumsum(self.is_fraud))).astype(np.int64)
+        self._fraud_rows = np.flatnonzero(self.is_fraud > 0).astype(np.int64)
 
     def __len__(self) -> int:
         return len(self.ts_ms)
@@ -81,48 +77,68 @@ class TerminalHistory:
         """
         if label_delay_ms < 0:
             raise FeatureError(f"label delay must be >= 0, got {label_delay_ms} ms")
-        terminal_id = np.asarray(terminal_id, dtype=np.int64)
-        end = np.asarray(as_of_ms, dtype=np.int64) - max(label_delay_ms, 1)
+        terminal_id = np.ascontiguousarray(terminal_id, dtype=np.int64)
+        as_of = np.ascontiguousarray(as_of_ms, dtype=np.int64)
         n = len(terminal_id)
-        count = {w: np.zeros(n, np.int64) for w in windows}
-        frauds = {w: np.zeros(n, np.int64) for w in windows}
+        counts = np.zeros((len(windows), n), np.int64)
+        frauds = np.zeros((len(windows), n), np.int64)
         age = np.full(n, np.nan)
-        if n == 0 or len(self) == 0:
-            return TerminalPrimitives(count, frauds, age)
-        rank = np.searchsorted(self._terminals, terminal_id)
-        rank_clip = np.minimum(rank, len(self._terminals) - 1)
-        known = self._terminals[rank_clip] == terminal_id
-        span, t0 = self._span, self._t0
-        q_rank = rank_clip[known].astype(np.int64)
-        q_base = q_rank * span
-        q_end_t = end[known]
-        q_order = np.argsort(q_base + np.clip(q_end_t - t0, -1, span - 1), kind="stable")
-        q_base, q_end_t = q_base[q_order], q_end_t[q_order]
-        where = np.flatnonzero(known)[q_order]
-        upper = np.searchsorted(
-            self._key, q_base + np.clip(q_end_t - t0, -1, span - 1), side="right"
+        if n and len(self):
+            _terminal_windows(
+                self._terminals, self._starts, self.ts_ms, self._fraud_cum, self._fraud_rows,
+                terminal_id, as_of, max(label_delay_ms, 1), np.asarray(windows, np.int64),
+                TERMINAL_FRAUD_LOOKBACK_MS, counts, frauds, age,
+            )  # fmt: skip
+        return TerminalPrimitives(
+            {w: counts[k] for k, w in enumerate(windows)},
+            {w: frauds[k] for k, w in enumerate(windows)},
+            age,
         )
-        for w in windows:
-            lower = np.searchsorted(
-                self._key, q_base + np.clip(q_end_t - w - t0, -1, span - 1), side="right"
-            )
-            count[w][where] = upper - lower
-            frauds[w][where] = self._fraud_cum[upper] - self._fraud_cum[lower]
-        if len(self._fraud_rows):
-            last = (
-                np.searchsorted(
-                    self._fraud_key, q_base + np.clip(q_end_t - t0, -1, span - 1), side="right"
-                )
-                - 1
-            )
-            ok = last >= 0
-            row = self._fraud_rows[np.maximum(last, 0)]
-            ok &= self._rank[row] == q_base // span
-            fraud_ts = self.ts_ms[row]
-            ok &= fraud_ts > q_end_t - TERMINAL_FRAUD_LOOKBACK_MS
-            as_of_q = np.asarray(as_of_ms, dtype=np.int64)[where]
-            age[where] = np.where(ok, (as_of_q - fraud_ts).astype(np.float64), np.nan)
-        return TerminalPrimitives(count, frauds, age)
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) the lookup kernel, so no batch pays for it."""
+    history = TerminalHistory(np.array([1, 1]), np.array([0, 1]), np.array([0, 1]))
+    history.primitives(np.array([1, 2]), np.array([10**10, 10**10]))
+
+
+@numba.njit(cache=True, nogil=True)
+def _terminal_windows(  # pragma: no cover - compiled
+    terminals: I64,
+    starts: I64,
+    ts: I64,
+    fraud_cum: I64,
+    fraud_rows: I64,
+    query: I64,
+    as_of: I64,
+    delay: int,
+    windows: I64,
+    lookback: int,
+    counts: I64,
+    frauds: I64,
+    age: F64,
+) -> None:
+    """:meth:`TerminalHistory.primitives` for every query, in place.
+
+    Rows are sorted by (terminal, time); ``starts[r] .. starts[r + 1]`` are terminal
+    ``terminals[r]``'s. Per query: bisections for the terminal, then for every window's
+    bounds inside its rows, and for its last fraud before the window end.
+    """
+    for i in range(len(query)):
+        r = np.searchsorted(terminals, query[i])
+        if r == len(terminals) or terminals[r] != query[i]:
+            continue
+        lo, hi = starts[r], starts[r + 1]
+        end = as_of[i] - delay
+        upper = lo + np.searchsorted(ts[lo:hi], end, side="right")
+        for k in range(len(windows)):
+            lower = lo + np.searchsorted(ts[lo:upper], end - windows[k], side="right")
+            counts[k, i] = upper - lower
+            frauds[k, i] = fraud_cum[upper] - fraud_cum[lower]
+        if fraud_cum[upper] > fraud_cum[lo]:  # a fraud among the terminal's rows up to end
+            row = fraud_rows[fraud_cum[upper] - 1]
+            if ts[row] > end - lookback:
+                age[i] = float(as_of[i] - ts[row])
 
 
 def terminal_aggregates_as_of(

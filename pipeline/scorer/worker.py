@@ -46,6 +46,7 @@ from pipeline.scorer.labels import LabelJoiner
 from pipeline.scorer.outputs import BatchRows, alert_records, encode_decisions
 from pipeline.scorer.restore import restore_state
 from pipeline.scorer.state import PartitionedCardState
+from pipeline.scorer.warm import warm_up
 from pipeline.scoring import ScoringEngine, ServingModel
 from pipeline.scoring.window_stats import WindowStats
 from pipeline.serde import Serde, dlq_headers
@@ -163,6 +164,7 @@ class ScorerWorker:
         model = self.engine.model
         self.metrics.model_info.info({"name": model.name, "version": model.version})
         log.info("scorer %s serving %s:%s", self.config.worker_id, model.name, model.version)
+        warm_up()
         self._check_topics()
         if self.terminal_source is None and self.config.terminal_features:
             self.terminal_source = self._open_terminal_table()

@@ -1,0 +1,24 @@
+"""Compile the hot path's numba kernels before the first batch.
+
+numba compiles a kernel on its first call (seconds), or loads it from its
+on-disk cache (``cache=True``, next to the module) in tens of milliseconds.
+A worker calls :func:`warm_up` at start, so no batch, and no latency figure,
+pays for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from pipeline.features import online, terminal
+
+log = logging.getLogger(__name__)
+
+
+def warm_up() -> None:
+    """Run every hot-path kernel once on a tiny input."""
+    started = time.monotonic()
+    online.warm_up()
+    terminal.warm_up()
+    log.info("kernels ready in %.2f s", time.monotonic() - started)
