@@ -12,6 +12,7 @@ import logging
 import time
 
 from pipeline.features import online, terminal
+from pipeline.serde import fast_encode, vectorized
 
 log = logging.getLogger(__name__)
 
@@ -21,4 +22,6 @@ def warm_up() -> None:
     started = time.monotonic()
     online.warm_up()
     terminal.warm_up()
+    vectorized.warm_up()
+    fast_encode.warm_up()
     log.info("kernels ready in %.2f s", time.monotonic() - started)

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 from confluent_kafka import (
@@ -355,10 +355,12 @@ class ScorerWorker:
             if not kept:
                 return
         n_in = len(kept)
-        values = [message.value() or b"" for message in kept]
-        keys = [message.key() for message in kept]
-        partitions = np.fromiter((m.partition() for m in kept), np.int64, n_in)
-        offsets = np.fromiter((m.offset() for m in kept), np.int64, n_in)
+        raw = list(map(Message.value, kept))
+        # A tombstone (no value) is decoded as empty bytes, hence dead-lettered.
+        values = [v or b"" for v in raw] if None in raw else cast(list[bytes], raw)
+        keys = list(map(Message.key, kept))
+        partitions = np.fromiter(map(Message.partition, kept), np.int64, n_in)
+        offsets = np.fromiter(map(Message.offset, kept), np.int64, n_in)
         for partition in np.unique(partitions).tolist():
             last = int(offsets[partitions == partition].max())
             self._next_offsets[partition] = max(self._next_offsets.get(partition, 0), last + 1)
