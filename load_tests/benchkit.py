@@ -62,7 +62,9 @@ def create_topics(settings: Settings, names: dict[str, int]) -> None:
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient(settings.librdkafka_config())
-    futures = admin.create_topics([NewTopic(name, partitions, 1) for name, partitions in names.items()])
+    futures = admin.create_topics(
+        [NewTopic(name, partitions, 1) for name, partitions in names.items()]
+    )
     for future in futures.values():
         future.result(30)
 
@@ -94,7 +96,9 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def simulated(days: int, customers: int = 5000, terminals: int = 10000, seed: int = 11) -> pd.DataFrame:
+def simulated(
+    days: int, customers: int = 5000, terminals: int = 10000, seed: int = 11
+) -> pd.DataFrame:
     from pipeline.data.simulator import SimulatorConfig, simulate
 
     return simulate(
@@ -137,14 +141,22 @@ def produce_transactions(settings: Settings, topic: str, frame: pd.DataFrame) ->
 
     codec = Serde.from_settings(settings).transactions()
     payloads = codec.encode_columns(
-        frame["transaction_id"], timestamps_ms(frame), frame["card_id"], frame["terminal_id"],
+        frame["transaction_id"],
+        timestamps_ms(frame),
+        frame["card_id"],
+        frame["terminal_id"],
         frame["amount"],
     )
     keys = [str(card).encode() for card in frame["card_id"].tolist()]
     producer = Producer(
         settings.librdkafka_config(
-            **{"linger.ms": 5, "compression.type": "lz4", "partitioner": "murmur2_random", "batch.size": 1_000_000,
-               "queue.buffering.max.messages": 1_000_000}
+            **{
+                "linger.ms": 5,
+                "compression.type": "lz4",
+                "partitioner": "murmur2_random",
+                "batch.size": 1_000_000,
+                "queue.buffering.max.messages": 1_000_000,
+            }
         )
     )
     for key, payload in zip(keys, payloads, strict=True):
@@ -165,8 +177,12 @@ def count_messages(settings: Settings, topic: str, expected: int, timeout_s: flo
 
     consumer = Consumer(
         settings.librdkafka_config(
-            **{"group.id": unique("count"), "auto.offset.reset": "earliest",
-               "isolation.level": "read_committed", "enable.auto.commit": False}
+            **{
+                "group.id": unique("count"),
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+            }
         )
     )
     consumer.subscribe([topic])

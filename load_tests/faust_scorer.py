@@ -41,10 +41,12 @@ def create_app(args: argparse.Namespace) -> Any:
         producer_compression_type=None,  # as the scorer's outputs (ScorerConfig.compression)
         stream_buffer_maxsize=20000,
     )
-    source = app.topic(args.source, value_type=bytes, key_type=bytes, value_serializer="raw",
-                       key_serializer="raw")
-    sink = app.topic(args.sink, value_type=bytes, key_type=bytes, value_serializer="raw",
-                     key_serializer="raw")
+    source = app.topic(
+        args.source, value_type=bytes, key_type=bytes, value_serializer="raw", key_serializer="raw"
+    )
+    sink = app.topic(
+        args.sink, value_type=bytes, key_type=bytes, value_serializer="raw", key_serializer="raw"
+    )
     serde = Serde.local()
     tx_codec = serde.transactions()
     decision_codec = serde.codec("Decision")
@@ -65,10 +67,18 @@ def create_app(args: argparse.Namespace) -> Any:
             features = state.features(cols.card_id, cols.timestamp, cols.amount, None)
             scored = engine.score(features)
             n = len(cols)
-            rows = BatchRows(cols.transaction_id, cols.timestamp, cols.card_id, cols.terminal_id,
-                             cols.amount, np.zeros(n, np.int64), np.zeros(n, np.int64))
-            payloads = encode_decisions(decision_codec, rows, features, scored, model,
-                                        int(time.time() * 1000), 0.0)
+            rows = BatchRows(
+                cols.transaction_id,
+                cols.timestamp,
+                cols.card_id,
+                cols.terminal_id,
+                cols.amount,
+                np.zeros(n, np.int64),
+                np.zeros(n, np.int64),
+            )
+            payloads = encode_decisions(
+                decision_codec, rows, features, scored, model, int(time.time() * 1000), 0.0
+            )
             for i, payload in zip(cols.indices.tolist(), payloads, strict=True):
                 await sink.send(key=keys[i], value=payload)
             progress["events"] += len(batch)

@@ -37,19 +37,34 @@ def io_ceiling(settings, source: str, sink: str, events: int, batch_size: int) -
     serde = Serde.from_settings(settings)
     tx_codec, decision_codec = serde.transactions(), serde.codec("Decision")
     model = ServingModel("fraud", "v0", None, tuple(FEATURE_NAMES), "")  # type: ignore[arg-type]
-    consumer = Consumer(settings.librdkafka_config(**{
-        "group.id": benchkit.unique("ceiling"), "auto.offset.reset": "earliest",
-        "enable.auto.commit": False, "isolation.level": "read_committed",
-        "fetch.wait.max.ms": 10, "queued.min.messages": 20000,
-    }))
+    consumer = Consumer(
+        settings.librdkafka_config(
+            **{
+                "group.id": benchkit.unique("ceiling"),
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "fetch.wait.max.ms": 10,
+                "queued.min.messages": 20000,
+            }
+        )
+    )
     from pipeline.scorer import ScorerConfig
 
     scorer = ScorerConfig()  # the same producer settings as the scorer's outputs
-    producer = Producer(settings.librdkafka_config(**{
-        "linger.ms": scorer.linger_ms, "batch.size": 1_000_000,
-        "compression.type": scorer.compression, "partitioner": "murmur2_random", "acks": "all",
-        "enable.idempotence": True, "queue.buffering.max.messages": 500_000,
-    }))
+    producer = Producer(
+        settings.librdkafka_config(
+            **{
+                "linger.ms": scorer.linger_ms,
+                "batch.size": 1_000_000,
+                "compression.type": scorer.compression,
+                "partitioner": "murmur2_random",
+                "acks": "all",
+                "enable.idempotence": True,
+                "queue.buffering.max.messages": 500_000,
+            }
+        )
+    )
     consumer.subscribe([source])
     done, first, last_commit = 0, 0.0, time.monotonic()
     offsets: dict[int, int] = {}
@@ -63,8 +78,15 @@ def io_ceiling(settings, source: str, sink: str, events: int, batch_size: int) -
         cols = tx_codec.decode_columns([m.value() for m in kept])
         n = len(cols)
         zeros = np.zeros(n, np.int64)
-        rows = BatchRows(cols.transaction_id, cols.timestamp, cols.card_id, cols.terminal_id,
-                         cols.amount, zeros, zeros)
+        rows = BatchRows(
+            cols.transaction_id,
+            cols.timestamp,
+            cols.card_id,
+            cols.terminal_id,
+            cols.amount,
+            zeros,
+            zeros,
+        )
         features = np.zeros((n, len(FEATURE_NAMES)), np.float32)
         scored = ScoredBatch(np.zeros(n), np.zeros(n, np.int8), np.zeros(0, np.intp))
         payloads = encode_decisions(decision_codec, rows, features, scored, model, 0, 0.0)
@@ -81,8 +103,10 @@ def io_ceiling(settings, source: str, sink: str, events: int, batch_size: int) -
         done += len(kept)
         if time.monotonic() - last_commit > 0.1:
             producer.flush(30)
-            consumer.commit(offsets=[TopicPartition(source, p, o) for p, o in offsets.items()],
-                            asynchronous=False)
+            consumer.commit(
+                offsets=[TopicPartition(source, p, o) for p, o in offsets.items()],
+                asynchronous=False,
+            )
             last_commit = time.monotonic()
     producer.flush(30)
     elapsed = time.monotonic() - first
@@ -106,9 +130,14 @@ def scorer_run(
 
     worker = ScorerWorker(
         settings,
-        ScorerConfig(group_id=benchkit.unique("scorer"), batch_size=batch_size,
-                     exactly_once=exactly_once, worker_id=benchkit.unique("w"),
-                     outcomes=monitoring, monitor_stats=monitoring),
+        ScorerConfig(
+            group_id=benchkit.unique("scorer"),
+            batch_size=batch_size,
+            exactly_once=exactly_once,
+            worker_id=benchkit.unique("w"),
+            outcomes=monitoring,
+            monitor_stats=monitoring,
+        ),
         metrics=ScorerMetrics(),
     )
     worker.start()
@@ -121,8 +150,11 @@ def scorer_run(
     else:
         summary = worker.run(max_events=events, idle_timeout_s=60)
     worker.close()
-    return {"events_per_s": round(summary.events_per_s), "decided": summary.decided,
-            "alerts": summary.alerts}
+    return {
+        "events_per_s": round(summary.events_per_s),
+        "decided": summary.decided,
+        "alerts": summary.alerts,
+    }
 
 
 def faust_run(settings, source: str, sink: str, events: int) -> float:
@@ -130,13 +162,26 @@ def faust_run(settings, source: str, sink: str, events: int) -> float:
         result = Path(handle.name)
     result.unlink()
     here = Path(__file__).resolve().parent
-    command = [sys.executable, str(here / "faust_scorer.py"), "--bootstrap",
-               settings.kafka_bootstrap_servers, "--source", source, "--sink", sink,
-               "--registry", str(settings.registry_dir), "--events", str(events),
-               "--result", str(result)]
+    command = [
+        sys.executable,
+        str(here / "faust_scorer.py"),
+        "--bootstrap",
+        settings.kafka_bootstrap_servers,
+        "--source",
+        source,
+        "--sink",
+        sink,
+        "--registry",
+        str(settings.registry_dir),
+        "--events",
+        str(events),
+        "--result",
+        str(result),
+    ]
     env = dict(os.environ, PYTHONPATH=str(benchkit.ROOT))
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + max(120.0, events / 2000.0)
     while time.monotonic() < deadline and not result.exists() and process.poll() is None:
         time.sleep(0.5)
@@ -152,20 +197,30 @@ def faust_run(settings, source: str, sink: str, events: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--events", type=int, default=300_000, help="transactions to score")
-    parser.add_argument("--faust-events", type=int, default=60_000,
-                        help="transactions for the (slow) Faust agent")
+    parser.add_argument(
+        "--faust-events", type=int, default=60_000, help="transactions for the (slow) Faust agent"
+    )
     parser.add_argument("--batch-size", type=int, default=2000)
     parser.add_argument("--partitions", type=int, default=6)
-    parser.add_argument("--modes", default="at-least-once",
-                        help="comma-separated: at-least-once, exactly-once")
-    parser.add_argument("--repeat", type=int, default=2,
-                        help="alternate ceiling and scorer runs this many times; best of each")
+    parser.add_argument(
+        "--modes", default="at-least-once", help="comma-separated: at-least-once, exactly-once"
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=2,
+        help="alternate ceiling and scorer runs this many times; best of each",
+    )
     parser.add_argument("--no-faust", action="store_true")
-    parser.add_argument("--monitoring-cost", action="store_true",
-                        help="also run at-least-once without the label join and window stats")
+    parser.add_argument(
+        "--monitoring-cost",
+        action="store_true",
+        help="also run at-least-once without the label join and window stats",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
 
@@ -175,7 +230,7 @@ def main() -> None:
         frame = benchkit.simulated(days)
         version = benchkit.register_champion(frame, Path(registry_dir))
         history = frame
-        frame = frame.iloc[-args.events:].reset_index(drop=True)
+        frame = frame.iloc[-args.events :].reset_index(drop=True)
         settings = benchkit.isolated_topics(bootstrap, args.partitions, registry_dir=registry_dir)
         extra = {"ceil": benchkit.unique("ceiling"), "fdec": benchkit.unique("faust-decisions")}
         benchkit.create_topics(settings, {name: args.partitions for name in extra.values()})
@@ -199,11 +254,14 @@ def main() -> None:
             )
             for mode in modes:
                 log(f"scorer, {mode} (try {attempt + 1})")
-                run = scorer_run(settings, len(frame), args.batch_size,
-                                 exactly_once=(mode == "exactly-once"))
+                run = scorer_run(
+                    settings, len(frame), args.batch_size, exactly_once=(mode == "exactly-once")
+                )
                 best = results.get(mode)
-                run["tries_events_per_s"] = [*(best or {}).get("tries_events_per_s", []),
-                                             run["events_per_s"]]
+                run["tries_events_per_s"] = [
+                    *(best or {}).get("tries_events_per_s", []),
+                    run["events_per_s"],
+                ]
                 if best is None or run["events_per_s"] > best["events_per_s"]:
                     results[mode] = run
                 else:
@@ -217,8 +275,9 @@ def main() -> None:
         faust = None
         if not args.no_faust:
             log("faust agent")
-            faust = faust_run(settings, names["tx"], names["fdec"],
-                              min(args.faust_events, len(frame)))
+            faust = faust_run(
+                settings, names["tx"], names["fdec"], min(args.faust_events, len(frame))
+            )
 
     main_mode = next(iter(results))
     events_per_s = results[main_mode]["events_per_s"]

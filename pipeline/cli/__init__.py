@@ -27,7 +27,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "simulate": ("pipeline.cli.simulate", "simulate", "Simulate card transactions with fraud."),
     "train": ("pipeline.cli.train", "train", "Train an XGBoost model on a data file."),
     "evaluate": ("pipeline.cli.evaluate", "evaluate", "Evaluate with the handbook's protocols."),
-    "backtest": ("pipeline.cli.backtest", "backtest", "Replay history through models; HTML report."),
+    "backtest": (
+        "pipeline.cli.backtest",
+        "backtest",
+        "Replay history through models; HTML report.",
+    ),
     "models": ("pipeline.cli.models", "models", "Inspect and manage the model registry."),
     "replay": ("pipeline.cli.replay", "replay", "Produce a data file to Kafka, optionally paced."),
     "score": ("pipeline.cli.score", "score", "Run one streaming scorer worker."),

@@ -182,9 +182,7 @@ def history(registry_dir: Path | None, name: str) -> None:
         click.echo(json.dumps(event.to_json()))
 
 
-def _announce(
-    update: AliasUpdate, registry_dir: Path | None, enabled: bool, reason: str
-) -> None:
+def _announce(update: AliasUpdate, registry_dir: Path | None, enabled: bool, reason: str) -> None:
     """Tell running scorers (model-control topic) about a changed champion."""
     if not enabled or not update.changed:
         return

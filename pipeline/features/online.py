@@ -2,11 +2,12 @@
 
 Each card keeps the (timestamp, amount) of its transactions within the longest
 card window (plus always its latest one, for the time-since-previous feature).
-A batch costs a fixed number of numpy operations, with no Python loop over its
-cards: the history lives in one shared pool of per-card segments (see
-:class:`CardStateStore`), window bounds are found by a vectorized bisection
-inside each row's segment, sums come from per-segment prefix sums and maxima
-from one ``maximum.reduceat`` over the windows. The primitives are the offline
+The history lives in one shared pool of per-card segments (see
+:class:`CardStateStore`). A batch is one compiled pass over its rows in order
+(:func:`_append`): each row is appended to its card's segment, its window
+starts are found by bisection inside the segment, sums come from per-segment
+prefix sums and maxima from one backward scan over the widest window.
+The primitives are the offline
 evaluator's (:func:`~pipeline.features.primitives.grouped_card_primitives`), up
 to float rounding of the sums. The state of one card serializes to bytes (for a
 changelog topic keyed by card) and back, so cards can move between workers.
@@ -18,7 +19,6 @@ import itertools
 import struct
 from collections.abc import Iterable, Iterator, Sequence
 
-import numba
 import numpy as np
 import numpy.typing as npt
 
@@ -27,6 +27,7 @@ from pipeline.features.errors import FeatureError
 from pipeline.features.primitives import CardPrimitives
 from pipeline.features.spec import CARD_HISTORY_MS, CARD_WINDOWS_MS, FEATURES, FeatureSpec
 from pipeline.features.terminal import TerminalPrimitives
+from pipeline.jit import kernel
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -416,7 +417,7 @@ def warm_up() -> None:
     store.update(np.zeros(12, np.int64), np.arange(12, dtype=np.int64), np.ones(12))
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _incoming(slots: I64, end: I64, cap: I64, scratch: I64) -> I64:  # pragma: no cover - compiled
     """(slot, rows arriving) for every slot whose segment the batch would overflow.
 
@@ -440,7 +441,7 @@ def _incoming(slots: I64, end: I64, cap: I64, scratch: I64) -> I64:  # pragma: n
     return over[:k]
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _move_own(  # pragma: no cover - compiled
     slots: I64, bases: I64, base: I64, live: I64, end: I64, ts: I64, amount: F64, sums: F64
 ) -> None:
@@ -465,7 +466,7 @@ def _move_own(  # pragma: no cover - compiled
         end[s] = 1 + length
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _append(  # pragma: no cover - compiled
     slots: I64,
     t: I64,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
@@ -24,6 +23,7 @@ from pipeline.features.spec import (
     TERMINAL_FRAUD_LOOKBACK_MS,
     TERMINAL_WINDOWS_MS,
 )
+from pipeline.jit import kernel
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -102,7 +102,7 @@ def warm_up() -> None:
     history.primitives(np.array([1, 2]), np.array([10**10, 10**10]))
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _terminal_windows(  # pragma: no cover - compiled
     terminals: I64,
     starts: I64,

@@ -1,7 +1,7 @@
 """Compile the hot path's numba kernels before the first batch.
 
 numba compiles a kernel on its first call (seconds), or loads it from its
-on-disk cache (``cache=True``, next to the module) in tens of milliseconds.
+on-disk cache (see :mod:`pipeline.jit`) in well under a second.
 A worker calls :func:`warm_up` at start, so no batch, and no latency figure,
 pays for it.
 """

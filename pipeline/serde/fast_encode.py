@@ -24,10 +24,10 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, TypeAlias
 
-import numba
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.jit import kernel
 from pipeline.serde.catalog import RecordName, fingerprint
 from pipeline.serde.codec import RecordCodec
 from pipeline.serde.errors import EncodeError, SchemaError
@@ -510,13 +510,13 @@ def warm_up() -> None:
 # --- kernels ------------------------------------------------------------------
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _zigzag(value: np.int64) -> np.uint64:  # pragma: no cover - compiled
     """Avro's zigzag mapping of a signed long, as an unsigned 64-bit integer."""
     return np.uint64((value << 1) ^ (value >> 63))
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _varint_size(zigzag: np.uint64) -> int:  # pragma: no cover - compiled
     """Bytes of the base-128 varint of ``zigzag``."""
     size = 1
@@ -526,7 +526,7 @@ def _varint_size(zigzag: np.uint64) -> int:  # pragma: no cover - compiled
     return size
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _put_varint(out: Bytes1D, pos: int, zigzag: np.uint64) -> int:  # pragma: no cover - compiled
     """Write the base-128 varint of ``zigzag`` at ``out[pos]``; the position after it."""
     while zigzag >= np.uint64(0x80):
@@ -537,7 +537,7 @@ def _put_varint(out: Bytes1D, pos: int, zigzag: np.uint64) -> int:  # pragma: no
     return pos + 1
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _varint_matrix(values: Int64Array, lengths: Int64Array) -> Bytes2D:  # pragma: no cover
     """:func:`zigzag_varints`: the matrix, and each row's length into ``lengths``."""
     slot = 1
@@ -550,7 +550,7 @@ def _varint_matrix(values: Int64Array, lengths: Int64Array) -> Bytes2D:  # pragm
     return matrix
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _put_decimal(out: Bytes1D, pos: int, value: int) -> int:  # pragma: no cover - compiled
     """Write ``value`` (>= 0) in ASCII decimal digits at ``out[pos]``; the position after."""
     digits = 1
@@ -564,7 +564,7 @@ def _put_decimal(out: Bytes1D, pos: int, value: int) -> int:  # pragma: no cover
     return pos + digits
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _pack_rows(  # pragma: no cover - compiled
     program: Int64Array,
     constants: Bytes1D,

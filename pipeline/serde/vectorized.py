@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any, Final
 
-import numba
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.jit import kernel
 from pipeline.serde.framing import HEADER_SIZE, MAGIC_BYTE
 
 _LONG: Final = 0
@@ -159,7 +159,7 @@ def warm_up() -> None:
 # --- kernels ------------------------------------------------------------------
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _frame(  # pragma: no cover - compiled
     buffer: npt.NDArray[np.uint8], lengths: IntArray, offsets: IntArray, ids: IntArray
 ) -> None:
@@ -180,7 +180,7 @@ def _frame(  # pragma: no cover - compiled
             )
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _distinct(ids: IntArray) -> IntArray:  # pragma: no cover - compiled
     """The non-negative values of ``ids``, each once, in order of first appearance."""
     found = np.empty(len(ids), np.int64)
@@ -201,7 +201,7 @@ def _distinct(ids: IntArray) -> IntArray:  # pragma: no cover - compiled
     return found[:count]
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _varint(  # pragma: no cover - compiled
     buffer: npt.NDArray[np.uint8], pos: int, end: int
 ) -> tuple[np.int64, int]:
@@ -222,7 +222,7 @@ def _varint(  # pragma: no cover - compiled
     return np.int64(0), -1
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _read_rows(  # pragma: no cover - compiled
     buffer: npt.NDArray[np.uint8],
     offsets: IntArray,
