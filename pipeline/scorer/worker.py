@@ -19,6 +19,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
@@ -141,6 +142,8 @@ class ScorerWorker:
         self._changelog = ChangelogBuffer()
         self._assigned_at = 0.0
         self._commit_started = 0.0
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="txn-commit")
+        self._committing: Future[Any] | None = None
         # The largest dead-letter value the producer can send, leaving room for
         # the key and headers.
         producer_limit = int(settings.kafka_config.get("message.max.bytes", 1_000_000))
@@ -281,6 +284,7 @@ class ScorerWorker:
                 self._producer.flush(10)
             if self._control is not None:
                 self._control.close()
+            self._committer.shutdown(wait=True)  # nothing is in flight after _commit
             self._consumer = self._producer = self._control = None
 
     def _check_topics(self) -> None:
@@ -348,9 +352,10 @@ class ScorerWorker:
         started = time.monotonic()
         producer = self._producer
         assert producer is not None and self.engine is not None
-        self._begin_transaction()
         kept = messages
         if any(message.error() is not None for message in messages):
+            if not self._begin_transaction():
+                return
             kept = [message for message in messages if self._usable(message)]
             if not kept:
                 return
@@ -369,9 +374,11 @@ class ScorerWorker:
         self.metrics.batch_size.observe(n_in)
 
         columns = self.tx_codec.decode_columns(values)
-        for bad in columns.errors:
-            self._dead_letter(kept[bad.index], bad.reason, bad.message, "decode")
         if len(columns) == 0:
+            if not self._begin_transaction():
+                return
+            for bad in columns.errors:
+                self._dead_letter(kept[bad.index], bad.reason, bad.message, "decode")
             self._uncommitted_batches += 1
             return
         indices = columns.indices
@@ -392,6 +399,11 @@ class ScorerWorker:
         decisions = encode_decisions(
             self.decision_codec, rows, features, scored, model, decided_at, processing_ms
         )
+        # Everything above ran while the previous transaction's commit was in flight.
+        if not self._begin_transaction():
+            return  # that commit failed: the partitions were rewound, this batch comes again
+        for bad in columns.errors:
+            self._dead_letter(kept[bad.index], bad.reason, bad.message, "decode")
         self._track(rows, scored.scores, scored.actions, features, decided_at, processing_ms)
         ok_keys = keys if len(indices) == n_in else [keys[i] for i in indices.tolist()]
         self._produce_many(self.topics.decisions, ok_keys, decisions)
@@ -656,11 +668,50 @@ class ScorerWorker:
                 "offsets not committed, restart to resume from the last commit"
             )
 
-    def _begin_transaction(self) -> None:
-        if self.config.exactly_once and not self._in_transaction:
+    def _begin_transaction(self) -> bool:
+        """Exactly-once: open a transaction for the outputs about to be produced.
+
+        Waits for a commit still in flight first; ``False`` when that commit
+        failed, in which case the partitions were rewound to their committed
+        offsets (what the caller was about to produce will be computed again).
+        """
+        if not self.config.exactly_once:
+            return True
+        settled = self._settle_commit()
+        if not self._in_transaction:
             assert self._producer is not None
             self._producer.begin_transaction()
             self._in_transaction = True
+        return settled
+
+    def _settle_commit(self) -> bool:
+        """Wait for the transaction commit in flight, if any; ``False`` if it failed."""
+        pending = self._committing
+        if pending is None:
+            return True
+        self._committing = None
+        error = pending.result()
+        self._in_transaction = False
+        if error is not None:
+            self._after_failed_commit(error)
+            return False
+        return True
+
+    def _commit_transaction(self, offsets: list[TopicPartition], group: Any) -> Any:
+        """Commit the open transaction (with ``offsets``); the error, or ``None``."""
+        producer = self._producer
+        assert producer is not None
+        self._commit_started = started = time.monotonic()
+        try:
+            if offsets:
+                producer.send_offsets_to_transaction(offsets, group, 30)
+            producer.commit_transaction(60)
+        except KafkaException as exc:
+            return exc
+        finally:
+            self._commit_started = 0.0
+            self.metrics.commit_seconds.observe(time.monotonic() - started)
+        return None
 
     def _commit(self, sync: bool = True) -> None:
         """Make everything processed so far durable: state changelog, outputs, offsets.
@@ -676,6 +727,8 @@ class ScorerWorker:
         consumer, producer = self._consumer, self._producer
         if consumer is None or producer is None:
             return
+        if self.config.exactly_once and not self._settle_commit():
+            return  # rewound to the last commit: nothing processed is left to commit
         started = time.monotonic()
         self._write_changelog()
         # Staged offsets first: a later offset of the same partition wins.
@@ -687,27 +740,26 @@ class ScorerWorker:
         self._staged = []
         if self.config.exactly_once:
             if self._in_transaction:
-                self._commit_started = time.monotonic()
-                try:
-                    if offsets:
-                        producer.send_offsets_to_transaction(
-                            offsets, consumer.consumer_group_metadata(), 30
-                        )
-                    producer.commit_transaction(60)
-                except KafkaException as exc:
-                    self._commit_started = 0.0
+                group = consumer.consumer_group_metadata()
+                if sync:
+                    error = self._commit_transaction(offsets, group)
                     self._in_transaction = False
-                    self._after_failed_commit(exc)
-                    return
-                self._commit_started = 0.0
-                self._in_transaction = False
+                    if error is not None:
+                        self._after_failed_commit(error)
+                        return
+                else:
+                    # The loop goes on computing the next batch while the broker
+                    # commits; it waits for the outcome before producing again.
+                    self._committing = self._committer.submit(
+                        self._commit_transaction, offsets, group
+                    )
         else:
             self._ensure_delivered(producer)
             if offsets and sync:
                 consumer.commit(offsets=offsets, asynchronous=False)
             elif offsets:
                 consumer.commit(offsets=offsets, asynchronous=True)
-        self.metrics.commit_seconds.observe(time.monotonic() - started)
+            self.metrics.commit_seconds.observe(time.monotonic() - started)
         self._uncommitted_batches = 0
         self._last_commit = time.monotonic()
 
@@ -840,6 +892,8 @@ class ScorerWorker:
             or tp.topic not in (self.topics.transactions, self.topics.labels)
         ]
         self._changelog.forget({tp.partition for tp in partitions})
+        if self.config.exactly_once:
+            self._settle_commit()
         if self.config.exactly_once and self._in_transaction and self._producer is not None:
             # Outputs of lost partitions must not commit; the others are redone.
             self._producer.abort_transaction(30)
