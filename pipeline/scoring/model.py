@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numba
 import numpy as np
@@ -25,8 +25,9 @@ class ServingModel:
     """The booster plus what a decision must record about it.
 
     ``compiled``, when present, is the booster's trees as a compiled kernel
-    that was checked to give XGBoost's scores; ``predict`` uses it, everything
-    else stays with the booster.
+    that was checked to give XGBoost's scores; ``predict`` uses it. Its
+    ``shap``, when present, was checked to give XGBoost's TreeSHAP values;
+    ``contributions`` uses it. Everything else stays with the booster.
     """
 
     name: str
@@ -64,9 +65,16 @@ class ServingModel:
         return np.asarray(scores, dtype=np.float64).reshape(-1)
 
     def contributions(self, matrix: F32) -> F32:
-        """Exact TreeSHAP contributions per feature (bias column dropped), log-odds units."""
+        """Exact TreeSHAP contributions per feature (bias column dropped), log-odds units.
+
+        The compiled tables when they passed their check, else XGBoost's
+        ``pred_contribs``.
+        """
         if len(matrix) == 0:
             return np.zeros((0, len(self.features)), dtype=np.float32)
+        shap = self.compiled.shap if self.compiled is not None else None
+        if shap is not None and matrix.ndim == 2 and matrix.shape[1] == shap.n_features:
+            return shap.contributions(matrix)[:, : len(self.features)]
         dmatrix = xgboost.DMatrix(matrix, feature_names=list(self.features), nthread=1)
         contribs = self.booster.predict(dmatrix, pred_contribs=True, validate_features=False)
         return np.asarray(contribs, dtype=np.float32)[:, : len(self.features)]
@@ -81,6 +89,8 @@ def verified_ensemble(
     from numba's on-disk cache), so no scored batch waits for the compiler.
     A model that is not supported, or whose compiled scores differ, is served
     by XGBoost (with a warning for a difference: that is a defect to look at).
+    The TreeSHAP tables get the same check on the same probe rows; when they
+    differ, the ensemble is kept for scores and XGBoost explains.
     """
     compiled = compile_booster(booster, n_features)
     if compiled is None:
@@ -98,4 +108,14 @@ def verified_ensemble(
         compiled.n_trees,
         compiled.depth,
     )
+    if compiled.shap is None:
+        return compiled
+    try:
+        problem = compiled.shap.mismatch(booster, compiled.probe_matrix())
+    except (numba.core.errors.NumbaError, xgboost.core.XGBoostError, ModelError) as exc:
+        problem = f"{type(exc).__name__}: {exc}"
+    if problem is not None:
+        log.warning("%s: compiled TreeSHAP not used, xgboost explains: %s", label, problem)
+        return replace(compiled, shap=None)
+    log.info("%s: TreeSHAP compiled, contributions equal to xgboost's on the probe rows", label)
     return compiled

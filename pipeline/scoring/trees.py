@@ -15,20 +15,28 @@ layout. Only what is checked against XGBoost is compiled
 (:func:`compile_booster` returns ``None`` for anything else), and
 :meth:`CompiledEnsemble.mismatch` compares the two on a probe matrix before a
 model serves from the kernel.
+
+The same trees, unpadded and with each node's cover (``sum_hessian``), also
+give exact TreeSHAP contributions (:class:`ShapEnsemble`), the values of
+``Booster.predict(..., pred_contribs=True)``: what XGBoost computes at a leaf
+for every pattern of agreement along its path is computed once, in its float32
+arithmetic, so a row costs a test per split and a table lookup per leaf, and
+the lookups are added in the order XGBoost adds them. They are checked against
+XGBoost the same way (:meth:`ShapEnsemble.mismatch`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-import numba
 import numpy as np
 import numpy.typing as npt
 import xgboost
 
+from pipeline.jit import kernel
 from pipeline.model.errors import ModelError
 
 F32 = npt.NDArray[np.float32]
@@ -57,12 +65,28 @@ PROBE_RANDOM_ROWS = 256
 #: At most this many rows of exact threshold values in the probe.
 PROBE_MAX_THRESHOLD_ROWS = 2048
 
+#: Largest difference from XGBoost's TreeSHAP values accepted on the probe rows,
+#: per unit of the row's largest value (at least 1). The kernel repeats XGBoost's
+#: float32 operations in its order, so the values are normally the same bits;
+#: this leaves room for an XGBoost build that rounds differently (fused
+#: multiply-adds), whose float32 errors grow with the size of the terms.
+SHAP_TOLERANCE = 1e-5
+#: At most this many probe rows are explained by XGBoost at load (about 1 ms a
+#: row for 200 trees 6 deep); every row takes one table row from every leaf.
+SHAP_PROBE_ROWS = 512
+#: TreeSHAP tables larger than this (float32 values, 16 MiB) are left to XGBoost:
+#: a leaf d steps deep with u distinct features on its path has u * 2**d of them.
+SHAP_MAX_TABLE_VALUES = 1 << 22
+#: Float32 values of the TreeSHAP kernel's per-block buffer of leaf terms (256 KiB):
+#: deep trees with many features explain fewer rows per block.
+SHAP_TERMS_BUFFER = 1 << 16
+
 
 class _Unsupported(Exception):
     """The booster uses something the kernel does not reproduce."""
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _predict_kernel(
     matrix: F32,
     split_features: npt.NDArray[np.int32],
@@ -127,12 +151,359 @@ def _predict_kernel(
                 out[start + row] = margin
 
 
+# TreeSHAP (Lundberg et al. 2018, Algorithm 2) from per-leaf tables. XGBoost's
+# recursive walk builds, at every leaf, a path state that depends on the row
+# only through which steps of the root-to-leaf path the row agrees with (its
+# split goes the path's way, a NaN by the default direction): one of 2**d
+# patterns for a path of d steps. For every leaf and pattern, the walk down to
+# the leaf (EXTEND at each step, UNWIND where a feature repeats, the unwound
+# sums at the leaf) is run once, at load, in XGBoost's float32 operations and
+# order, so each table value is the float32 term XGBoost adds for that leaf. A
+# row then costs one test per split and one table row per leaf ("Fast TreeSHAP
+# v2", Yang 2021). The kernel also adds the terms in XGBoost's order: a tree's
+# in the order of its walk for the row (the row's own branch first), in float32
+# from zero, then the trees' sums in tree order.
+
+
+@kernel
+def _extend_path(
+    features: npt.NDArray[np.int32],
+    zeros: F32,
+    ones: F32,
+    weights: F32,
+    depth: int,
+    zero_fraction: np.float32,
+    one_fraction: np.float32,
+    feature: int,
+) -> None:
+    features[depth] = feature
+    zeros[depth] = zero_fraction
+    ones[depth] = one_fraction
+    weights[depth] = np.float32(1.0) if depth == 0 else np.float32(0.0)
+    scale = np.float32(depth + 1)
+    for i in range(depth - 1, -1, -1):
+        weights[i + 1] += one_fraction * weights[i] * np.float32(i + 1) / scale
+        weights[i] = zero_fraction * weights[i] * np.float32(depth - i) / scale
+
+
+@kernel
+def _unwind_path(
+    features: npt.NDArray[np.int32],
+    zeros: F32,
+    ones: F32,
+    weights: F32,
+    depth: int,
+    index: int,
+) -> None:
+    one_fraction = ones[index]
+    zero_fraction = zeros[index]
+    next_one_portion = weights[depth]
+    scale = np.float32(depth + 1)
+    for i in range(depth - 1, -1, -1):
+        if one_fraction != 0:
+            previous = weights[i]
+            weights[i] = next_one_portion * scale / (np.float32(i + 1) * one_fraction)
+            next_one_portion = previous - weights[i] * zero_fraction * np.float32(depth - i) / scale
+        else:
+            weights[i] = (weights[i] * scale) / (zero_fraction * np.float32(depth - i))
+    for i in range(index, depth):
+        features[i] = features[i + 1]
+        zeros[i] = zeros[i + 1]
+        ones[i] = ones[i + 1]
+
+
+@kernel
+def _unwound_path_sum(zeros: F32, ones: F32, weights: F32, depth: int, index: int) -> np.float32:
+    # The total permutation weight of the path without element ``index``.
+    one_fraction = ones[index]
+    zero_fraction = zeros[index]
+    next_one_portion = weights[depth]
+    scale = np.float32(depth + 1)
+    total = np.float32(0.0)
+    for i in range(depth - 1, -1, -1):
+        if one_fraction != 0:
+            part = next_one_portion * scale / (np.float32(i + 1) * one_fraction)
+            total += part
+            next_one_portion = weights[i] - part * zero_fraction * (np.float32(depth - i) / scale)
+        elif zero_fraction != 0:
+            total += (weights[i] / zero_fraction) / (np.float32(depth - i) / scale)
+    return total
+
+
+@kernel
+def _fill_leaf_tables(
+    leaf_values: F32,
+    leaf_step_starts: npt.NDArray[np.int64],
+    step_features: npt.NDArray[np.int32],
+    step_covers: F32,
+    leaf_feature_starts: npt.NDArray[np.int64],
+    leaf_table_starts: npt.NDArray[np.int64],
+    leaf_features: npt.NDArray[np.int32],
+    tables: F32,
+) -> None:
+    # Fills leaf_features (a leaf's distinct path features in the order of
+    # XGBoost's final path) and tables: row ``pattern`` of a leaf's table (bit
+    # j set when the row agrees with step j) holds one term per feature.
+    n_leaves = leaf_values.shape[0]
+    longest = 0
+    for leaf in range(n_leaves):
+        longest = max(longest, leaf_step_starts[leaf + 1] - leaf_step_starts[leaf])
+    features = np.empty(longest + 1, dtype=np.int32)
+    zeros = np.empty(longest + 1, dtype=np.float32)
+    ones = np.empty(longest + 1, dtype=np.float32)
+    weights = np.empty(longest + 1, dtype=np.float32)
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    for leaf in range(n_leaves):
+        first_step = leaf_step_starts[leaf]
+        n_steps = leaf_step_starts[leaf + 1] - first_step
+        first_feature = leaf_feature_starts[leaf]
+        n_unique = leaf_feature_starts[leaf + 1] - first_feature
+        value = leaf_values[leaf]
+        table = tables[leaf_table_starts[leaf] : leaf_table_starts[leaf + 1]]
+        for pattern in range(1 << n_steps):
+            depth = 0
+            _extend_path(features, zeros, ones, weights, 0, one, one, -1)  # the root's
+            for step in range(n_steps):
+                feature = step_features[first_step + step]
+                incoming_zero = one
+                incoming_one = one
+                for index in range(1, depth + 1):
+                    if features[index] == feature:
+                        incoming_zero = zeros[index]
+                        incoming_one = ones[index]
+                        _unwind_path(features, zeros, ones, weights, depth, index)
+                        depth -= 1
+                        break
+                depth += 1
+                agrees = (pattern >> step) & 1
+                _extend_path(
+                    features,
+                    zeros,
+                    ones,
+                    weights,
+                    depth,
+                    step_covers[first_step + step] * incoming_zero,
+                    incoming_one if agrees else zero,
+                    feature,
+                )
+            for index in range(1, n_unique + 1):
+                weight = _unwound_path_sum(zeros, ones, weights, depth, index)
+                term = weight * (ones[index] - zeros[index]) * value
+                table[pattern * n_unique + index - 1] = term
+                leaf_features[first_feature + index - 1] = features[index]
+
+
+@kernel
+def _shap_kernel(
+    matrix: F32,
+    tree_split_starts: npt.NDArray[np.int64],
+    split_features: npt.NDArray[np.int32],
+    thresholds: F32,
+    default_left: npt.NDArray[np.bool_],
+    tree_leaf_starts: npt.NDArray[np.int64],
+    leaf_step_starts: npt.NDArray[np.int64],
+    step_splits: npt.NDArray[np.int32],
+    step_left: npt.NDArray[np.bool_],
+    leaf_feature_starts: npt.NDArray[np.int64],
+    leaf_slots: npt.NDArray[np.int32],
+    leaf_table_starts: npt.NDArray[np.int64],
+    tables: F32,
+    tree_feature_starts: npt.NDArray[np.int64],
+    tree_features: npt.NDArray[np.int32],
+    depth: int,
+    bias: np.float32,
+    out: F32,
+) -> None:
+    # Rows go through in blocks, one tree at a time, in straight loops over the
+    # rows as in _predict_kernel: one bit per split (set: the row goes left);
+    # per leaf, each row's pattern and the leaf's place in XGBoost's walk of the
+    # tree for that row (hot branch first: a cold step j sets bit depth-1-j, so
+    # places sort in walk order, and a leaf above the bottom level keeps its low
+    # bits clear); the leaf's terms go to ``terms[feature slot, row, place]``.
+    # Each feature's terms are then added in place order, as XGBoost adds them
+    # (the zeros between change nothing: a sum from +0.0 is never -0.0).
+    n_rows, n_features = matrix.shape
+    n_trees = tree_split_starts.shape[0] - 1
+    n_places = 1 << depth
+    widest = 1
+    for tree in range(n_trees):
+        widest = max(widest, tree_feature_starts[tree + 1] - tree_feature_starts[tree])
+    block = max(1, min(BLOCK_ROWS, n_rows, SHAP_TERMS_BUFFER // (widest * n_places)))
+    columns = np.empty((n_features, block), dtype=np.float32)
+    terms = np.zeros((widest, block, n_places), dtype=np.float32)
+    phi = np.empty((n_features, block), dtype=np.float32)
+    split_bits = np.empty(block, dtype=np.int64)
+    patterns = np.empty(block, dtype=np.int64)
+    places = np.empty(block, dtype=np.int64)
+    for start in range(0, n_rows, block):
+        size = min(block, n_rows - start)
+        for row in range(size):
+            for feature in range(n_features):
+                columns[feature, row] = matrix[start + row, feature]
+                phi[feature, row] = 0.0
+        for tree in range(n_trees):
+            first_split = tree_split_starts[tree]
+            for row in range(size):
+                split_bits[row] = 0
+            for split in range(tree_split_starts[tree + 1] - first_split):
+                feature = split_features[first_split + split]
+                cut = thresholds[first_split + split]
+                # NaN fails every comparison: "not >=" sends it left, "<" right.
+                if default_left[first_split + split]:
+                    for row in range(size):
+                        split_bits[row] |= np.int64(not columns[feature, row] >= cut) << split
+                else:
+                    for row in range(size):
+                        split_bits[row] |= np.int64(columns[feature, row] < cut) << split
+            for leaf in range(tree_leaf_starts[tree], tree_leaf_starts[tree + 1]):
+                for row in range(size):
+                    patterns[row] = 0
+                    places[row] = 0
+                first_step = leaf_step_starts[leaf]
+                for step in range(leaf_step_starts[leaf + 1] - first_step):
+                    split = step_splits[first_step + step]
+                    away = np.int64(not step_left[first_step + step])
+                    for row in range(size):
+                        agrees = ((split_bits[row] >> split) & 1) ^ away
+                        patterns[row] |= agrees << step
+                        places[row] |= (agrees ^ 1) << (depth - 1 - step)
+                first_feature = leaf_feature_starts[leaf]
+                n_unique = leaf_feature_starts[leaf + 1] - first_feature
+                first_term = leaf_table_starts[leaf]
+                for k in range(n_unique):
+                    slot = leaf_slots[first_feature + k]
+                    for row in range(size):
+                        at = first_term + patterns[row] * n_unique + k
+                        terms[slot, row, places[row]] = tables[at]
+            first_feature = tree_feature_starts[tree]
+            for slot in range(tree_feature_starts[tree + 1] - first_feature):
+                feature = tree_features[first_feature + slot]
+                for row in range(size):
+                    # XGBoost sums each tree apart, then adds it to the row's totals.
+                    tree_sum = np.float32(0.0)
+                    for place in range(n_places):
+                        tree_sum += terms[slot, row, place]
+                        terms[slot, row, place] = 0.0
+                    phi[feature, row] += tree_sum
+        for row in range(size):
+            for feature in range(n_features):
+                out[start + row, feature] = phi[feature, row]
+            out[start + row, n_features] = bias
+
+
+@dataclass(frozen=True, eq=False)
+class ShapEnsemble:
+    """A booster's trees as per-leaf TreeSHAP tables and the splits that index them.
+
+    Tree ``t`` owns splits ``tree_split_starts[t]`` to ``tree_split_starts[t + 1]``,
+    leaves ``tree_leaf_starts[t]`` to ``tree_leaf_starts[t + 1]`` and the
+    features it splits on, ``tree_features`` from ``tree_feature_starts[t]``.
+    A leaf's path is a run of steps (a split of its tree, numbered within the
+    tree, and the direction towards the leaf); a leaf ``d`` steps down with
+    ``u`` distinct path features has a table of ``2**d`` rows (bit ``j`` of the
+    row number: the row agreed with step ``j``) of ``u`` float32 terms, one per
+    feature, given as its slot among the tree's features (``leaf_slots``). The
+    bias column is the same for every row: each tree's cover-weighted mean
+    leaf value, then the base margin, summed in float32 in XGBoost's order.
+    """
+
+    tree_split_starts: npt.NDArray[np.int64]
+    split_features: npt.NDArray[np.int32]
+    thresholds: F32
+    default_left: npt.NDArray[np.bool_]  # NaN goes left
+    tree_leaf_starts: npt.NDArray[np.int64]
+    leaf_step_starts: npt.NDArray[np.int64]
+    step_splits: npt.NDArray[np.int32]
+    step_left: npt.NDArray[np.bool_]
+    leaf_feature_starts: npt.NDArray[np.int64]
+    leaf_slots: npt.NDArray[np.int32]
+    leaf_table_starts: npt.NDArray[np.int64]
+    tables: F32
+    tree_feature_starts: npt.NDArray[np.int64]
+    tree_features: npt.NDArray[np.int32]
+    depth: int
+    bias: np.float32
+    n_features: int
+
+    def contributions(self, matrix: npt.NDArray[np.floating[Any]]) -> F32:
+        """``pred_contribs`` as XGBoost returns it: (rows, features + 1), the bias column last.
+
+        NaN is missing and follows the split's default direction. XGBoost
+        refuses infinite values here; the kernel sends them down the trees as
+        prediction does (as the largest finite numbers would go).
+        """
+        rows = np.ascontiguousarray(matrix, dtype=np.float32)
+        if rows.ndim != 2 or rows.shape[1] != self.n_features:
+            raise ModelError(
+                f"expected a matrix of {self.n_features} feature columns, got shape {rows.shape}"
+            )
+        out = np.empty((rows.shape[0], self.n_features + 1), dtype=np.float32)
+        _shap_kernel(
+            rows,
+            self.tree_split_starts,
+            self.split_features,
+            self.thresholds,
+            self.default_left,
+            self.tree_leaf_starts,
+            self.leaf_step_starts,
+            self.step_splits,
+            self.step_left,
+            self.leaf_feature_starts,
+            self.leaf_slots,
+            self.leaf_table_starts,
+            self.tables,
+            self.tree_feature_starts,
+            self.tree_features,
+            self.depth,
+            self.bias,
+            out,
+        )
+        return out
+
+    def mismatch(
+        self, booster: xgboost.Booster, probe: F32, tolerance: float = SHAP_TOLERANCE
+    ) -> str | None:
+        """Why these contributions must not replace ``booster``'s (``None``: they may).
+
+        Compares every column, the bias included, on the probe rows (those
+        with an infinite value left out: XGBoost refuses them; at most
+        :data:`SHAP_PROBE_ROWS`, spread evenly over the probe); also compiles
+        the kernel.
+        """
+        rows = probe[~np.isinf(probe).any(axis=1)]
+        if len(rows) > SHAP_PROBE_ROWS:
+            rows = rows[np.linspace(0, len(rows) - 1, SHAP_PROBE_ROWS).round().astype(np.intp)]
+        dmatrix = xgboost.DMatrix(rows, nthread=1)
+        expected = np.asarray(
+            booster.predict(dmatrix, pred_contribs=True, validate_features=False),
+            dtype=np.float32,
+        )
+        got = self.contributions(rows)
+        if expected.shape != got.shape:
+            return f"xgboost returned contributions of shape {expected.shape}, not {got.shape}"
+        reference = expected.astype(np.float64)
+        gap = np.abs(got.astype(np.float64) - reference)
+        scale = np.nanmax(np.abs(reference), axis=1, initial=1.0)
+        bad = ~(np.isnan(got) & np.isnan(expected)) & ~(gap <= tolerance * scale[:, None])
+        if bad.any():
+            row, column = (int(i) for i in np.argwhere(bad)[0])
+            return (
+                f"{int(bad.any(axis=1).sum())} of {len(rows)} probe rows have contributions"
+                f" differing by more than {tolerance:g} per unit (row {row} column {column}:"
+                f" {got[row, column]!r} vs xgboost {expected[row, column]!r})"
+            )
+        return None
+
+
 @dataclass(frozen=True, eq=False)
 class CompiledEnsemble:
     """A booster's trees padded to complete binary trees, in heap order.
 
     Node ``i`` of a tree has children ``2i+1`` (left) and ``2i+2`` (right);
-    the ``2**depth`` leaves follow the ``2**depth - 1`` split nodes.
+    the ``2**depth`` leaves follow the ``2**depth - 1`` split nodes. ``shap``
+    holds the same trees for TreeSHAP contributions (``None`` when its tables
+    would be too large, or once they failed their check against XGBoost).
     """
 
     split_features: npt.NDArray[np.int32]  # (trees, 2**depth - 1)
@@ -143,6 +514,7 @@ class CompiledEnsemble:
     base_margin: np.float32
     transform: int
     n_features: int
+    shap: ShapEnsemble | None = field(default=None, repr=False)
 
     @property
     def n_trees(self) -> int:
@@ -230,7 +602,8 @@ def compile_booster(booster: xgboost.Booster, n_features: int) -> CompiledEnsemb
     Supported: ``gbtree`` boosters with one output, numeric splits, trees at
     most :data:`MAX_DEPTH` deep, ``n_features`` inputs, and an objective in
     :data:`TRANSFORMS`. Anything else (categorical splits, dart, multi-class or
-    multi-target models, other objectives) stays with XGBoost.
+    multi-target models, other objectives) stays with XGBoost. The ensemble's
+    ``shap`` is ``None`` when its tables would exceed :data:`SHAP_MAX_TABLE_VALUES`.
     """
     try:
         model = json.loads(bytes(booster.save_raw("json")))
@@ -280,15 +653,17 @@ def _flatten(model: dict[str, Any], n_features: int) -> CompiledEnsemble:
             missing_right[index],
             leaf_values[index],
         )
+    base_margin = _base_margin(model, n_features)
     return CompiledEnsemble(
         split_features=split_features,
         thresholds=thresholds,
         missing_right=missing_right,
         leaf_values=leaf_values,
         depth=depth,
-        base_margin=_base_margin(model, n_features),
+        base_margin=base_margin,
         transform=TRANSFORMS[objective],
         n_features=n_features,
+        shap=_shap_ensemble([arrays for _, arrays in shapes], depth, base_margin, n_features),
     )
 
 
@@ -299,6 +674,7 @@ class _TreeArrays:
     feature: list[int]
     condition: F32  # threshold of a split, value of a leaf
     default_left: list[bool]
+    cover: F32  # sum of the training rows' hessians that reached the node
 
 
 def _tree_shape(tree: Any, n_features: int) -> tuple[int, _TreeArrays]:
@@ -315,12 +691,13 @@ def _tree_shape(tree: Any, n_features: int) -> tuple[int, _TreeArrays]:
     feature = _get(tree, "split_indices", list)
     default_left = [bool(flag) for flag in _get(tree, "default_left", list)]
     condition = np.asarray(_get(tree, "split_conditions", list), dtype=np.float32)
+    cover = np.asarray(_get(tree, "sum_hessian", list), dtype=np.float32)
     n_nodes = len(left)
     if not n_nodes or not (
-        len(right) == len(feature) == len(default_left) == len(condition) == n_nodes
+        len(right) == len(feature) == len(default_left) == len(condition) == len(cover) == n_nodes
     ):
         raise _Unsupported("tree arrays of different lengths")
-    arrays = _TreeArrays(left, right, feature, condition, default_left)
+    arrays = _TreeArrays(left, right, feature, condition, default_left, cover)
 
     depth = 0
     stack = [(0, 0)]
@@ -367,6 +744,129 @@ def _place(
         missing_right[slot] = not tree.default_left[node]
         stack.append((tree.left[node], 2 * slot + 1, level + 1))
         stack.append((tree.right[node], 2 * slot + 2, level + 1))
+
+
+def _shap_ensemble(
+    trees: list[_TreeArrays], depth: int, base_margin: np.float32, n_features: int
+) -> ShapEnsemble | None:
+    """The trees' TreeSHAP tables, or ``None`` (logged) when they would be too large."""
+    tree_split_starts = [0]
+    split_features: list[int] = []
+    thresholds: list[np.float32] = []
+    default_left: list[bool] = []
+    tree_leaf_starts = [0]
+    leaf_values: list[np.float32] = []
+    leaf_step_starts = [0]
+    step_splits: list[int] = []
+    step_left: list[bool] = []
+    step_features: list[int] = []
+    step_covers: list[np.float32] = []
+    leaf_feature_starts = [0]
+    leaf_table_starts = [0]
+    tree_feature_starts = [0]
+    tree_features: list[int] = []
+    bias = np.float32(0.0)
+    for tree in trees:
+        first_split = len(split_features)
+        # (node, the steps to it: (split within the tree, goes left, feature,
+        # the child's share of its parent's cover, a float32 division as in XGBoost))
+        stack: list[tuple[int, list[tuple[int, bool, int, np.float32]]]] = [(0, [])]
+        while stack:
+            node, steps = stack.pop()
+            if tree.left[node] == -1:
+                leaf_values.append(tree.condition[node])
+                for split, goes_left, feature, share in steps:
+                    step_splits.append(split)
+                    step_left.append(goes_left)
+                    step_features.append(feature)
+                    step_covers.append(share)
+                leaf_step_starts.append(len(step_splits))
+                n_unique = len({feature for _, _, feature, _ in steps})
+                leaf_feature_starts.append(leaf_feature_starts[-1] + n_unique)
+                leaf_table_starts.append(leaf_table_starts[-1] + (n_unique << len(steps)))
+                continue
+            split = len(split_features) - first_split
+            feature = tree.feature[node]
+            split_features.append(feature)
+            thresholds.append(tree.condition[node])
+            default_left.append(tree.default_left[node])
+            child_left, child_right = tree.left[node], tree.right[node]
+            with np.errstate(divide="ignore", invalid="ignore"):  # XGBoost's NaN or inf
+                left_share = tree.cover[child_left] / tree.cover[node]
+                right_share = tree.cover[child_right] / tree.cover[node]
+            stack.append((child_right, [*steps, (split, False, feature, right_share)]))
+            stack.append((child_left, [*steps, (split, True, feature, left_share)]))
+        tree_split_starts.append(len(split_features))
+        tree_leaf_starts.append(len(leaf_values))
+        tree_features.extend(sorted(set(split_features[first_split:])))
+        tree_feature_starts.append(len(tree_features))
+        # XGBoost adds each tree's mean (to a zero) to the bias, then the base margin.
+        bias = np.float32(bias + _mean_value(tree, 0))
+    bias = np.float32(bias + base_margin)
+    if leaf_table_starts[-1] > SHAP_MAX_TABLE_VALUES:
+        log.info(
+            "TreeSHAP not compiled, xgboost explains: tables of %d values (at most %d)",
+            leaf_table_starts[-1],
+            SHAP_MAX_TABLE_VALUES,
+        )
+        return None
+    feature_starts = np.asarray(leaf_feature_starts, dtype=np.int64)
+    table_starts = np.asarray(leaf_table_starts, dtype=np.int64)
+    leaf_features = np.empty(leaf_feature_starts[-1], dtype=np.int32)
+    tables = np.empty(leaf_table_starts[-1], dtype=np.float32)
+    _fill_leaf_tables(
+        np.asarray(leaf_values, dtype=np.float32),
+        np.asarray(leaf_step_starts, dtype=np.int64),
+        np.asarray(step_features, dtype=np.int32),
+        np.asarray(step_covers, dtype=np.float32),
+        feature_starts,
+        table_starts,
+        leaf_features,
+        tables,
+    )
+    # A leaf's features as slots among its tree's features.
+    leaf_slots = np.empty_like(leaf_features)
+    for tree_index in range(len(trees)):
+        first = tree_feature_starts[tree_index]
+        slot_of = {
+            feature: slot
+            for slot, feature in enumerate(
+                tree_features[first : tree_feature_starts[tree_index + 1]]
+            )
+        }
+        first_leaf, end_leaf = tree_leaf_starts[tree_index], tree_leaf_starts[tree_index + 1]
+        for index in range(leaf_feature_starts[first_leaf], leaf_feature_starts[end_leaf]):
+            leaf_slots[index] = slot_of[int(leaf_features[index])]
+    return ShapEnsemble(
+        tree_split_starts=np.asarray(tree_split_starts, dtype=np.int64),
+        split_features=np.asarray(split_features, dtype=np.int32),
+        thresholds=np.asarray(thresholds, dtype=np.float32),
+        default_left=np.asarray(default_left, dtype=np.bool_),
+        tree_leaf_starts=np.asarray(tree_leaf_starts, dtype=np.int64),
+        leaf_step_starts=np.asarray(leaf_step_starts, dtype=np.int64),
+        step_splits=np.asarray(step_splits, dtype=np.int32),
+        step_left=np.asarray(step_left, dtype=np.bool_),
+        leaf_feature_starts=feature_starts,
+        leaf_slots=leaf_slots,
+        leaf_table_starts=table_starts,
+        tables=tables,
+        tree_feature_starts=np.asarray(tree_feature_starts, dtype=np.int64),
+        tree_features=np.asarray(tree_features, dtype=np.int32),
+        depth=depth,
+        bias=bias,
+        n_features=n_features,
+    )
+
+
+def _mean_value(tree: _TreeArrays, node: int) -> np.float32:
+    """The cover-weighted mean of the leaves under ``node``, in XGBoost's float32 steps."""
+    child_left, child_right = tree.left[node], tree.right[node]
+    if child_left == -1:
+        return np.float32(tree.condition[node])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = _mean_value(tree, child_left) * tree.cover[child_left]
+        mean = mean + _mean_value(tree, child_right) * tree.cover[child_right]
+        return np.float32(mean / tree.cover[node])
 
 
 def _base_margin(model: dict[str, Any], n_features: int) -> np.float32:

@@ -291,7 +291,8 @@ def test_serving_model_compiles_at_load_and_predicts_with_the_kernel() -> None:
     # The kernel alone serves predict: a model without a booster still scores.
     kernel_only = ServingModel("fraud", "v3", None, model.features, "", compiled=model.compiled)  # type: ignore[arg-type]
     np.testing.assert_array_equal(kernel_only.predict(x), expected)
-    # Contributions stay with xgboost's TreeSHAP.
+    # Contributions come from the compiled TreeSHAP tables (tests/unit/test_tree_shap.py).
+    assert model.compiled.shap is not None
     assert model.contributions(x[:5]).shape == (5, N_FEATURES)
 
 
