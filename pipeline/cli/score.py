@@ -66,6 +66,14 @@ Examples:
     help="Compression of the outputs (costs scorer CPU; lz4 where the network is the limit).",
 )
 @click.option(
+    "--fetch-min-bytes",
+    default=65_536,
+    show_default=True,
+    type=click.IntRange(1, 52_428_800),
+    help="Bytes a fetch waits for, 10 ms at most. Fuller fetches spare the broker's CPU; "
+    "1 answers every fetch at once.",
+)
+@click.option(
     "--commit-interval-ms",
     default=None,
     type=click.IntRange(1, 60_000),
@@ -111,6 +119,7 @@ def score(
     batch_size: int,
     exactly_once: bool,
     compression: str,
+    fetch_min_bytes: int,
     commit_interval_ms: int | None,
     registry_dir: str | None,
     metrics_port: int | None,
@@ -139,6 +148,7 @@ def score(
         batch_size=batch_size,
         exactly_once=exactly_once,
         compression=compression,
+        fetch_min_bytes=fetch_min_bytes,
         commit_interval_s=commit_interval_ms / 1000.0 if commit_interval_ms else None,
         terminal_features=terminal_features,
     )

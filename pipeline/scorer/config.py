@@ -31,6 +31,10 @@ class ScorerConfig:
     """Producer compression of the outputs. Compressing costs this (CPU-bound)
     process about 15% of its throughput; choose lz4 where the network is the limit."""
     poll_timeout_s: float = 0.01
+    fetch_min_bytes: int = 65_536
+    """Bytes a fetch waits for (at most ``fetch.wait.max.ms`` = 10 ms). Fewer,
+    fuller fetches leave the broker CPU for everything else: at 20k events/s on a
+    shared 2-core host, p99 latency fell from 260-350 ms with 1 byte to 100-145 ms."""
     commit_interval_s: float | None = None
     commit_max_batches: int = 50
     exactly_once: bool = True

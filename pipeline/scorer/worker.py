@@ -974,7 +974,7 @@ class ScorerWorker:
                 "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed",
                 "partition.assignment.strategy": "cooperative-sticky",
-                "fetch.min.bytes": 1,
+                "fetch.min.bytes": self.config.fetch_min_bytes,
                 "fetch.wait.max.ms": 10,
                 "queued.min.messages": 20000,
                 "statistics.interval.ms": 5000,
