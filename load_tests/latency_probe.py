@@ -285,13 +285,15 @@ def latency_row(
     samples: list[tuple[int, float, float, float]] | None = None,
 ) -> dict[str, Any]:
     """Figures of one offered rate over the sends after the warm-up."""
-    measure_from = report.started_s + warmup_s
-    send_s = report.send_us.astype(np.float64) / 1e6
-    measured = send_s >= measure_from
-    measure_to = float(send_s[-1]) if len(send_s) else measure_from
+    # Whole microseconds throughout, as the ids carry them: the sends counted and
+    # the decisions matched to them then cover exactly the same instants.
+    from_us = int((report.started_s + warmup_s) * 1e6)
+    to_us = int(report.send_us[-1]) if len(report.send_us) else from_us
+    measured = report.send_us >= from_us
+    measure_from, measure_to = from_us / 1e6, to_us / 1e6
     window = max(measure_to - measure_from, 1e-9)
-    sent_ids_from = int(measure_from * 1e6) * SEQUENCE_SLOTS
-    sent_ids_to = (int(measure_to * 1e6) + 1) * SEQUENCE_SLOTS
+    sent_ids_from = from_us * SEQUENCE_SLOTS
+    sent_ids_to = (to_us + 1) * SEQUENCE_SLOTS
     mine = (ids >= sent_ids_from) & (ids < sent_ids_to)
     latency_ms = (read_s[mine] - send_seconds(ids[mine])) * 1000.0
     read_in_window = (read_s >= measure_from) & (read_s <= measure_to)
