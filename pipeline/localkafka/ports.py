@@ -42,12 +42,30 @@ def require_free_ports(ports: Iterable[int], host: str = _HOST) -> None:
 
 
 def find_free_port_block(
-    size: int, *, low: int = 20000, high: int = 60000, attempts: int = 200
+    size: int, *, low: int = 20000, high: int | None = None, attempts: int = 200
 ) -> int:
-    """The first port of ``size`` consecutive free ports (racy by nature; for tests)."""
+    """The first port of ``size`` consecutive free ports (racy by nature; for tests).
+
+    By default the block lies below the kernel's ephemeral port range, where
+    outgoing connections (every Kafka client of a test run) take their local
+    ports: a block inside it can be taken between this check and the bind.
+    """
+    if high is None:
+        high = min(60000, _ephemeral_low())
+    if high - size <= low:
+        raise PortInUseError(f"no room for {size} ports in {low}..{high}")
     rng = random.Random()
     for _ in range(attempts):
         base = rng.randrange(low, high - size)
         if all(port_is_free(base + offset) for offset in range(size)):
             return base
     raise PortInUseError(f"no block of {size} free ports found in {low}..{high}")
+
+
+def _ephemeral_low(default: int = 32768) -> int:
+    """First port of the kernel's ephemeral range (Linux), else ``default``."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as ranges:
+            return int(ranges.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return default
