@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 from typing import Any
 
+import boosters
 import numpy as np
 import pytest
 import xgboost as xgb
 
 from pipeline.model import ModelError
 from pipeline.registry import LoadedModel
-from pipeline.registry.records import ModelVersion
 from pipeline.scoring import ServingModel, trees
 from pipeline.scoring.model import verified_ensemble
 from pipeline.scoring.trees import CompiledEnsemble, compile_booster
@@ -35,18 +34,7 @@ def _data(seed: int, rows: int = 1500) -> tuple[np.ndarray, np.ndarray]:
 
 def _train(seed: int, rounds: int, **params: Any) -> tuple[xgb.Booster, np.ndarray]:
     x, y = _data(seed)
-    settings = {
-        "objective": "binary:logistic",
-        "tree_method": "exact",
-        "eta": 0.3,
-        "nthread": 1,
-        "seed": seed,
-        "verbosity": 0,
-        **params,
-    }
-    booster = xgb.train(settings, xgb.DMatrix(x, label=y, missing=np.nan), num_boost_round=rounds)
-    booster.set_param({"nthread": 1})
-    return booster, x
+    return boosters.train(x, y, seed, rounds, **params), x
 
 
 def _xgboost_scores(booster: xgb.Booster, matrix: np.ndarray) -> np.ndarray:
@@ -78,23 +66,7 @@ def _at_thresholds(booster: xgb.Booster, x: np.ndarray, seed: int) -> np.ndarray
 
 
 def _loaded(booster: xgb.Booster, n_features: int = N_FEATURES) -> LoadedModel:
-    version = ModelVersion(
-        name="fraud",
-        version=3,
-        path=Path("/nonexistent"),
-        created_at="2024-01-01T00:00:00Z",
-        artifact_file="model.ubj",
-        sha256="0" * 64,
-        features=tuple(f"f{i}" for i in range(n_features)),
-        feature_set_version="test",
-        data_range=("2024-01-01", "2024-01-08"),
-        metrics={},
-        params={},
-        lineage={},
-        xgboost_version=xgb.__version__,
-        metadata={},
-    )
-    return LoadedModel(booster=booster, version=version)
+    return boosters.loaded(booster, n_features)
 
 
 @pytest.mark.parametrize(
