@@ -122,18 +122,6 @@ def reasons_bytes(reasons: Sequence[Reason], strings: dict[str, bytes] | None = 
 # --- column pieces ------------------------------------------------------------
 
 
-def zigzag_varints(values: npt.NDArray[np.int64]) -> tuple[Bytes2D, npt.NDArray[np.int64]]:
-    """Varints of a whole column: a ``rows x slot`` byte matrix and each row's length.
-
-    Row ``i`` holds its varint in its first ``lengths[i]`` bytes; ``slot`` is the
-    longest length in the column.
-    """
-    column = np.ascontiguousarray(values, dtype=np.int64).reshape(-1)
-    lengths = np.empty(len(column), np.int64)
-    matrix = _varint_matrix(column, lengths)
-    return matrix, lengths
-
-
 # Piece kinds of a RowPacker program, one row of (kind, index, start, length) per piece:
 _CONSTANT: Final = 0  # constants[start : start + length]
 _FIXED: Final = 1  # fixed[row, start : start + length]
@@ -504,7 +492,6 @@ def warm_up() -> None:
         schema_id=1,
         fraud_scenario=np.array([0, 1]),
     )
-    zigzag_varints(one)
 
 
 # --- kernels ------------------------------------------------------------------
@@ -535,19 +522,6 @@ def _put_varint(out: Bytes1D, pos: int, zigzag: np.uint64) -> int:  # pragma: no
         pos += 1
     out[pos] = np.uint8(zigzag)
     return pos + 1
-
-
-@kernel
-def _varint_matrix(values: Int64Array, lengths: Int64Array) -> Bytes2D:  # pragma: no cover
-    """:func:`zigzag_varints`: the matrix, and each row's length into ``lengths``."""
-    slot = 1
-    for i in range(len(values)):
-        lengths[i] = _varint_size(_zigzag(values[i]))
-        slot = max(slot, lengths[i])
-    matrix = np.zeros((len(values), slot), np.uint8)
-    for i in range(len(values)):
-        _put_varint(matrix[i], 0, _zigzag(values[i]))
-    return matrix
 
 
 @kernel

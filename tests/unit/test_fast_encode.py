@@ -17,9 +17,7 @@ from pipeline.serde.fast_encode import (
     encode_decisions,
     encode_labels,
     encode_transactions,
-    long_bytes,
     schema_id_for,
-    zigzag_varints,
 )
 
 SERDE = Serde.local()
@@ -186,13 +184,6 @@ def test_labels_are_byte_identical_to_fastavro(data: st.DataObject) -> None:
         for i in range(size)
     ]
     assert fast == LABELS.encode_batch(records)
-
-
-@given(st.lists(LONG, min_size=1, max_size=20))
-def test_varint_matrix_matches_scalar_encoding(values: list[int]) -> None:
-    matrix, lengths = zigzag_varints(np.array(values, np.int64))
-    for row, value in enumerate(values):
-        assert bytes(matrix[row, : lengths[row]]) == long_bytes(value)
 
 
 def test_a_realistic_batch_mixes_varint_lengths_and_sparse_reasons() -> None:
