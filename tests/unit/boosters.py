@@ -11,6 +11,19 @@ import xgboost as xgb
 from pipeline.registry import LoadedModel
 from pipeline.registry.records import ModelVersion
 
+VARIANTS: list[tuple[int, int, float, dict[str, Any]]] = [
+    (1, 10, 0.5, {}),
+    (2, 40, 0.3, {}),
+    (3, 100, 0.5, {}),
+    (3, 100, 0.02, {"max_delta_step": 1.0}),
+    (4, 60, 0.9, {"subsample": 0.7, "colsample_bytree": 0.6}),
+    (5, 30, 0.123456, {"eta": 1.0}),
+    (6, 200, 0.5, {"eta": 0.1}),
+    (3, 20, 0.4, {"num_parallel_tree": 3, "subsample": 0.6}),
+    (3, 50, 0.5, {"tree_method": "hist"}),
+]
+"""(depth, rounds, base_score, extra params) of the boosters both tests compare on."""
+
 
 def train(x: np.ndarray, y: np.ndarray, seed: int, rounds: int, **params: Any) -> xgb.Booster:
     """A binary:logistic booster (exact trees, one thread) on ``x``, NaN as missing."""

@@ -87,18 +87,7 @@ def _compiled_shap(booster: xgb.Booster) -> tuple[CompiledEnsemble, ShapEnsemble
 
 @pytest.mark.parametrize(
     ("depth", "rounds", "base_score", "extra"),
-    [
-        (1, 10, 0.5, {}),
-        (2, 40, 0.3, {}),
-        (3, 100, 0.5, {}),
-        (3, 100, 0.02, {"max_delta_step": 1.0}),
-        (4, 60, 0.9, {"subsample": 0.7, "colsample_bytree": 0.6}),
-        (5, 30, 0.123456, {"eta": 1.0}),
-        (6, 200, 0.5, {"eta": 0.1}),
-        (6, 40, 0.7, {"min_child_weight": 0.0, "lambda": 0.1}),
-        (3, 20, 0.4, {"num_parallel_tree": 3, "subsample": 0.6}),
-        (3, 50, 0.5, {"tree_method": "hist"}),
-    ],
+    [*boosters.VARIANTS, (6, 40, 0.7, {"min_child_weight": 0.0, "lambda": 0.1})],
 )
 def test_contributions_equal_xgboost(
     depth: int, rounds: int, base_score: float, extra: dict[str, Any]

@@ -71,17 +71,7 @@ def _loaded(booster: xgb.Booster, n_features: int = N_FEATURES) -> LoadedModel:
 
 @pytest.mark.parametrize(
     ("depth", "rounds", "base_score", "extra"),
-    [
-        (1, 10, 0.5, {}),
-        (2, 40, 0.3, {}),
-        (3, 100, 0.5, {}),
-        (3, 100, 0.02, {"max_delta_step": 1.0}),
-        (4, 60, 0.9, {"subsample": 0.7, "colsample_bytree": 0.6}),
-        (5, 30, 0.123456, {"eta": 1.0}),
-        (6, 200, 0.5, {"eta": 0.1}),
-        (3, 20, 0.4, {"num_parallel_tree": 3, "subsample": 0.6}),
-        (3, 50, 0.5, {"tree_method": "hist"}),
-    ],
+    boosters.VARIANTS,
 )
 def test_scores_equal_xgboost_bit_for_bit(
     depth: int, rounds: int, base_score: float, extra: dict[str, Any]
