@@ -31,6 +31,8 @@ class ScorerConfig:
     """Producer compression of the outputs. Compressing costs this (CPU-bound)
     process about 15% of its throughput; choose lz4 where the network is the limit."""
     poll_timeout_s: float = 0.01
+    """Most time the loop waits for a first record when none is queued; queued
+    records are taken at once, however few."""
     fetch_min_bytes: int = 65_536
     """Bytes a fetch waits for (at most ``fetch.wait.max.ms`` = 10 ms). Fewer,
     fuller fetches leave the broker CPU for everything else: at 20k events/s on a
