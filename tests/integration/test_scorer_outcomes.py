@@ -145,9 +145,7 @@ def test_each_label_gives_one_outcome_and_bad_labels_are_dead_lettered(
     summary = worker.summary
     with WorkerThread(worker) as running:
         running.wait_decided(len(stream), timeout_s=60)
-        running.wait_for(
-            lambda: summary.outcomes >= len(labelled), f"{len(labelled)} outcomes", 60
-        )
+        running.wait_for(lambda: summary.outcomes >= len(labelled), f"{len(labelled)} outcomes", 60)
     assert summary.outcomes == len(labelled)
 
     decisions = decode_decisions(read_all(settings, topics.decisions)).set_index("transaction_id")
