@@ -16,14 +16,14 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
-from pipeline.errors import FraudError
 from pipeline.kafka import make_consumer
-from pipeline.scoring.outcomes import PendingDecisions, outcome_record
-from pipeline.serde import RecordCodec
+from pipeline.scoring.outcomes import OutcomeBatch, PendingDecisions
+from pipeline.serde import LabelCodec, RecordCodec
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,12 +32,38 @@ _MAX_BUFFERED = 200_000
 _NO_LABELS_FACTOR = 3
 
 
+I64 = npt.NDArray[np.int64]
+Rejected = tuple[Message, str, str]  # message, reason, detail
+
+
 @dataclass
 class LabelResult:
     """What one poll produced."""
 
-    outcomes: list[dict[str, Any]]
-    rejected: list[tuple[Message, str, str]]  # message, reason, detail
+    outcomes: OutcomeBatch | None
+    rejected: list[Rejected]
+
+
+@dataclass
+class _Chunk:
+    """Labels read together for one partition, as columns, joined front to back.
+
+    Rows that failed to decode keep their place (``good`` false, the reason in
+    ``bad``), so that they are dead-lettered and their offsets committed in
+    order with the labels around them.
+    """
+
+    messages: list[Message]
+    next_offset: I64
+    transaction_id: I64
+    is_fraud: npt.NDArray[np.bool_]
+    label_ms: I64
+    good: npt.NDArray[np.bool_]
+    bad: dict[int, tuple[str, str]]
+    start: int = 0
+
+    def __len__(self) -> int:
+        return len(self.messages)
 
 
 class LabelJoiner:
@@ -46,7 +72,7 @@ class LabelJoiner:
     def __init__(
         self,
         settings: Settings,
-        label_codec: RecordCodec,
+        label_codec: LabelCodec,
         decision_codec: RecordCodec,
         retention_ms: int,
         delay_ms: int,
@@ -60,7 +86,8 @@ class LabelJoiner:
         self._label_marks: dict[int, int] = {}
         self.delay_ms = delay_ms
         self.watermarks: dict[int, int] = {}
-        self._buffers: dict[int, deque[tuple[Message, dict[str, Any]]]] = {}
+        self._buffers: dict[int, deque[_Chunk]] = {}
+        self._buffered = 0
         self._next_offsets: dict[int, int] = {}
         self._consumer: Consumer = make_consumer(
             settings,
@@ -91,7 +118,8 @@ class LabelJoiner:
             self._consumer.incremental_unassign(tps)
         for partition in partitions:
             self.pending.pop(partition, None)
-            self._buffers.pop(partition, None)
+            chunks = self._buffers.pop(partition, None)
+            self._buffered -= sum(len(c) - c.start for c in chunks or ())
             self.watermarks.pop(partition, None)
             self._label_marks.pop(partition, None)
             self._next_offsets.pop(partition, None)
@@ -104,7 +132,7 @@ class LabelJoiner:
             **{"isolation.level": "read_committed", "enable.partition.eof": True},
         )
         topic = self.settings.topics.decisions
-        loaded = 0
+        loaded, newest = 0, -1
         try:
             # No label ever arrived on this partition: nothing to wait for.
             _, labels_high = consumer.get_watermark_offsets(
@@ -123,19 +151,33 @@ class LabelJoiner:
             pending = self.pending.setdefault(partition, PendingDecisions(self.retention_ms))
             done = False
             while not done and time.monotonic() < deadline:
+                values = []
                 for message in consumer.consume(5000, 0.5):
                     error = message.error()
                     if error is not None:
                         done = done or error.code() == KafkaError._PARTITION_EOF
                         continue
-                    try:
-                        record = self.decision_codec.decode(message.value() or b"")
-                    except FraudError:
-                        continue
-                    pending.add_one(record)
-                    loaded += 1
+                    values.append(message.value() or b"")
+                # Decisions the scorer wrote itself: one that does not decode is not
+                # an input to dead-letter, its label will be reported unknown.
+                decoded = self.decision_codec.decode_batch(values)
+                if decoded.errors:
+                    log.warning(
+                        "rebuilding partition %d: %d decisions do not decode (first: %s)",
+                        partition,
+                        len(decoded.errors),
+                        decoded.errors[0].message,
+                    )
+                pending.add_records(decoded.records)
+                loaded += len(decoded.records)
+                for record in decoded.records:
+                    newest = max(newest, int(record["timestamp"]))
         finally:
             consumer.close()
+        if newest >= 0:
+            # These decisions were made: the partition's event time is at least theirs,
+            # so their labels can join before new transactions arrive.
+            self.observe(partition, newest)
         return loaded
 
     # --- the join ---------------------------------------------------------------
@@ -161,53 +203,133 @@ class LabelJoiner:
 
     def poll(self, max_records: int = 5000) -> LabelResult:
         """Read available labels and join every one whose time has come."""
-        rejected: list[tuple[Message, str, str]] = []
-        if sum(len(b) for b in self._buffers.values()) < _MAX_BUFFERED:
-            for message in self._consumer.consume(max_records, 0):
-                if message.error() is not None:
-                    continue
-                partition = message.partition() or 0
-                buffer = self._buffers.get(partition)
-                if buffer is None:
-                    continue
-                try:
-                    label = self.label_codec.decode(message.value() or b"")
-                except FraudError as exc:
-                    rejected.append((message, getattr(exc, "reason", "bad_label"), str(exc)))
-                    self._next_offsets[partition] = (message.offset() or 0) + 1
-                    continue
-                buffer.append((message, label))
-        outcomes: list[dict[str, Any]] = []
+        if self._buffered < _MAX_BUFFERED:
+            messages = [m for m in self._consumer.consume(max_records, 0) if m.error() is None]
+            if messages:
+                self._buffer(messages)
+        rejected: list[Rejected] = []
+        parts: list[OutcomeBatch] = []
         # Join up to the slowest partition's event time (as the window statistics
         # do): a partition read ahead of the others would otherwise send its
         # outcomes days before theirs, and the monitor sees errors out of order.
         watermark = self._slowest()
-        for partition, buffer in self._buffers.items():
+        for partition, chunks in self._buffers.items():
             pending = self.pending[partition]
-            while buffer and int(buffer[0][1]["label_timestamp"]) <= watermark:
-                message, label = buffer.popleft()
-                label_ms = int(label["label_timestamp"])
-                if label_ms > self._label_marks.get(partition, -1):
-                    self._label_marks[partition] = label_ms
-                    # Labels come in label-time order per partition: a decision whose
-                    # label time is over a day behind them will not get one any more.
-                    pending.expire(label_ms)
-                self._next_offsets[partition] = (message.offset() or 0) + 1
-                transaction_id = int(label["transaction_id"])
-                decision = pending.take(transaction_id)
-                if decision is None:
-                    self.unknown += 1
-                    rejected.append(
-                        (
-                            message,
-                            "unknown_transaction",
-                            f"no pending decision for transaction {transaction_id} "
-                            "(unknown, already labelled, or older than the retention)",
-                        )
-                    )
-                    continue
-                outcomes.append(outcome_record(transaction_id, decision, label))
+            while chunks:
+                chunk = chunks[0]
+                late = chunk.label_ms[chunk.start :] > watermark
+                stop = int(np.argmax(late)) if late.any() else len(late)
+                if stop == 0:
+                    break
+                end = chunk.start + stop
+                self._join(partition, pending, chunk, end, parts, rejected)
+                self._buffered -= stop
+                self._next_offsets[partition] = int(chunk.next_offset[end - 1])
+                chunk.start = end
+                if end < len(chunk):
+                    break
+                chunks.popleft()
+        outcomes = parts[0] if len(parts) == 1 else OutcomeBatch.concat(parts) if parts else None
         return LabelResult(outcomes, rejected)
+
+    def _buffer(self, messages: list[Message]) -> None:
+        """Decode a read of labels at once and queue them per partition."""
+        size = len(messages)
+        decoded = self.label_codec.decode_columns([m.value() or b"" for m in messages])
+        transaction_id = np.zeros(size, np.int64)
+        is_fraud = np.zeros(size, np.bool_)
+        # A row that failed to decode joins at once, in its place: it waits for nothing.
+        label_ms = np.full(size, -1, np.int64)
+        good = np.zeros(size, np.bool_)
+        at = decoded.indices
+        transaction_id[at] = decoded.transaction_id
+        is_fraud[at] = decoded.is_fraud
+        label_ms[at] = decoded.label_timestamp
+        good[at] = True
+        errors = {error.index: (error.reason, error.message) for error in decoded.errors}
+        partition = np.fromiter((m.partition() or 0 for m in messages), np.int64, size)
+        next_offset = np.fromiter(((m.offset() or 0) + 1 for m in messages), np.int64, size)
+        for number in np.unique(partition).tolist():
+            chunks = self._buffers.get(number)
+            if chunks is None:
+                continue  # revoked since the read
+            rows = np.flatnonzero(partition == number)
+            listed = rows.tolist()
+            chunks.append(
+                _Chunk(
+                    [messages[i] for i in listed],
+                    next_offset[rows],
+                    transaction_id[rows],
+                    is_fraud[rows],
+                    label_ms[rows],
+                    good[rows],
+                    {k: errors[i] for k, i in enumerate(listed) if i in errors},
+                )
+            )
+            self._buffered += len(listed)
+
+    def _join(
+        self,
+        partition: int,
+        pending: PendingDecisions,
+        chunk: _Chunk,
+        end: int,
+        parts: list[OutcomeBatch],
+        rejected: list[Rejected],
+    ) -> None:
+        """Join rows ``chunk.start:end`` to their decisions, in order."""
+        refused: list[tuple[int, str, str]] = [
+            (row, *chunk.bad[row]) for row in range(chunk.start, end) if row in chunk.bad
+        ]
+        rows = chunk.start + np.flatnonzero(chunk.good[chunk.start : end])
+        if len(rows):
+            # Labels come in label-time order per partition: a decision whose label
+            # time is a retention behind the newest label will not get one any more.
+            # Decisions leave in whole batches (expire) as the newest label time
+            # passes their threshold, between the takes, exactly as one label at a
+            # time would see them.
+            mark = self._label_marks.get(partition, -1)
+            newest = np.maximum.accumulate(chunk.label_ms[rows])
+            newest[newest <= mark] = -1  # only a label newer than any before expires
+            first = 0
+            while first < len(rows):
+                threshold = pending.expiry_threshold()
+                last = (
+                    len(rows)
+                    if threshold is None
+                    else int(np.searchsorted(newest, threshold, side="right"))
+                )
+                if last > first:
+                    self._take(pending, chunk, rows[first:last], parts, refused)
+                    first = last
+                if first < len(rows):
+                    pending.expire(int(newest[first]))
+            self._label_marks[partition] = max(mark, int(newest[-1]))
+        refused.sort(key=lambda item: item[0])
+        rejected.extend((chunk.messages[row], reason, detail) for row, reason, detail in refused)
+
+    def _take(
+        self,
+        pending: PendingDecisions,
+        chunk: _Chunk,
+        rows: I64,
+        parts: list[OutcomeBatch],
+        refused: list[tuple[int, str, str]],
+    ) -> None:
+        ids = chunk.transaction_id[rows]
+        taken = pending.take_many(ids.tolist())
+        if taken.found.any():
+            parts.append(OutcomeBatch.join(taken, ids, chunk.is_fraud[rows], chunk.label_ms[rows]))
+        for row in rows[~taken.found].tolist():
+            self.unknown += 1
+            refused.append(
+                (
+                    row,
+                    "unknown_transaction",
+                    f"no pending decision for transaction {int(chunk.transaction_id[row])} "
+                    "(unknown, already labelled, or older than the retention)",
+                )
+            )
 
     def committable(self) -> list[TopicPartition]:
         """Offsets of the label partitions up to the last label handled."""

@@ -10,6 +10,7 @@ import numpy.typing as npt
 
 from pipeline.policy import ACTIONS, DECLINE
 from pipeline.scoring import ScoredBatch, ServingModel
+from pipeline.scoring.outcomes import OutcomeBatch
 from pipeline.serde import RecordCodec, fast_encode
 
 I64 = npt.NDArray[np.int64]
@@ -175,4 +176,21 @@ def encode_decisions(
             row: [(r.feature, r.contribution, r.text) for r in reasons]
             for row, reasons in scored.reasons.items()
         },
+    )
+
+
+def encode_outcomes(codec: RecordCodec, outcomes: OutcomeBatch) -> list[bytes]:
+    """Encoded Outcome payloads, in order (vectorized; same bytes as fastavro)."""
+    return fast_encode.encode_outcomes(
+        transaction_id=outcomes.transaction_id,
+        card_id=outcomes.card_id,
+        timestamp=outcomes.timestamp,
+        score=outcomes.score,
+        action=outcomes.action,
+        models=outcomes.models,
+        model_index=outcomes.model_index,
+        is_fraud=outcomes.is_fraud,
+        decided_at=outcomes.decided_at,
+        label_timestamp=outcomes.label_timestamp,
+        schema_id=_schema_id(codec),
     )

@@ -44,7 +44,7 @@ from pipeline.registry import ModelRegistry, RegistryError
 from pipeline.scorer.changelog import ChangelogBuffer, Rows
 from pipeline.scorer.config import ScorerConfig
 from pipeline.scorer.labels import LabelJoiner
-from pipeline.scorer.outputs import BatchRows, alert_records, encode_decisions
+from pipeline.scorer.outputs import BatchRows, alert_records, encode_decisions, encode_outcomes
 from pipeline.scorer.restore import restore_state
 from pipeline.scorer.state import PartitionedCardState
 from pipeline.scorer.warm import warm_up
@@ -199,7 +199,7 @@ class ScorerWorker:
         if self.config.outcomes:
             self._labels = LabelJoiner(
                 self.settings,
-                self.serde.codec("Label"),
+                self.serde.labels(),
                 self.decision_codec,
                 retention_ms=(self.settings.label_delay_days + 1) * DAY_MS,
                 delay_ms=self.settings.label_delay_days * DAY_MS,
@@ -497,9 +497,11 @@ class ScorerWorker:
         self._begin_transaction()
         for message, reason, detail in result.rejected:
             self._dead_letter(message, reason, detail, "join")
-        if result.outcomes:
-            payloads = self.outcome_codec.encode_batch(result.outcomes)
-            keys = [record["model_name"].encode() for record in result.outcomes]
+        outcomes = result.outcomes
+        if outcomes is not None and len(outcomes):
+            payloads = encode_outcomes(self.outcome_codec, outcomes)
+            names = [name.encode() for name, _ in outcomes.models]
+            keys = [names[i] for i in outcomes.model_index.tolist()]
             self._produce_many(self.topics.outcomes, keys, payloads)
             self.summary.outcomes += len(payloads)
         self._uncommitted_batches += 1

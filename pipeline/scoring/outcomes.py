@@ -41,8 +41,88 @@ class _Segment:
     actions: npt.NDArray[np.int8]
     model_name: str
     model_version: str
-    decided_at: int
+    decided_at: I64
     ids: list[int]
+
+
+@dataclass(frozen=True)
+class Taken:
+    """What :meth:`PendingDecisions.take_many` found: ``found`` per asked id; the
+    other columns hold the found decisions only, in the order they were asked."""
+
+    found: npt.NDArray[np.bool_]
+    card_id: I64
+    ts_ms: I64
+    scores: npt.NDArray[np.float64]
+    actions: npt.NDArray[np.int8]
+    decided_at: I64
+    models: list[tuple[str, str]]
+    """(name, version) pairs; ``model_index`` picks one per found decision."""
+    model_index: I64
+
+
+@dataclass(frozen=True)
+class OutcomeBatch:
+    """Outcomes as columns, ready for the Outcome encoder."""
+
+    transaction_id: I64
+    card_id: I64
+    timestamp: I64
+    score: npt.NDArray[np.float64]
+    action: npt.NDArray[np.int8]
+    models: list[tuple[str, str]]
+    model_index: I64
+    is_fraud: npt.NDArray[np.bool_]
+    decided_at: I64
+    label_timestamp: I64
+
+    def __len__(self) -> int:
+        return len(self.transaction_id)
+
+    @staticmethod
+    def join(
+        taken: Taken, transaction_id: I64, is_fraud: npt.NDArray[np.bool_], label_ms: I64
+    ) -> OutcomeBatch:
+        """The outcomes of the labels whose decisions ``taken`` found (label columns
+        given for every asked id)."""
+        found = taken.found
+        return OutcomeBatch(
+            transaction_id[found],
+            taken.card_id,
+            taken.ts_ms,
+            taken.scores,
+            taken.actions,
+            taken.models,
+            taken.model_index,
+            is_fraud[found],
+            taken.decided_at,
+            label_ms[found],
+        )
+
+    @staticmethod
+    def concat(parts: list[OutcomeBatch]) -> OutcomeBatch:
+        """One batch of several (their model lists merged)."""
+        models: dict[tuple[str, str], int] = {}
+        indices = []
+        for part in parts:
+            remap = np.array([models.setdefault(m, len(models)) for m in part.models], np.int64)
+            indices.append(remap[part.model_index] if len(part) else part.model_index)
+
+        def cat(name: str) -> Any:
+            return np.concatenate([getattr(part, name) for part in parts])
+
+        return OutcomeBatch(
+            cat("transaction_id"),
+            cat("card_id"),
+            cat("timestamp"),
+            cat("score"),
+            cat("action"),
+            list(models),
+            np.concatenate(indices),
+            cat("is_fraud"),
+            cat("decided_at"),
+            cat("label_timestamp"),
+        )
 
 
 _ROW_BITS = 24  # rows per segment (one batch) stay far below 2**24
@@ -78,8 +158,9 @@ class PendingDecisions:
         actions: npt.NDArray[np.int8],
         model_name: str,
         model_version: str,
-        decided_at: int,
+        decided_at: int | I64,
     ) -> None:
+        """One batch of decisions of one model (``decided_at``: one time or one per row)."""
         n = len(transaction_id)
         if n == 0:
             return
@@ -87,24 +168,42 @@ class PendingDecisions:
         self._next_segment += 1
         ids = transaction_id.tolist()
         self._segments[number] = _Segment(
-            card_id, ts_ms, scores, actions, model_name, model_version, decided_at, ids
+            card_id,
+            ts_ms,
+            scores,
+            actions,
+            model_name,
+            model_version,
+            np.broadcast_to(np.asarray(decided_at, np.int64), (n,)),
+            ids,
         )
         base = number << _ROW_BITS
         self._index.update(zip(ids, range(base, base + n), strict=True))
         self._expiry.append((int(ts_ms.max()), number))
 
-    def add_one(self, decision: dict[str, Any]) -> None:
-        """Add one decoded Decision record (used when rebuilding after a restart)."""
-        self.add(
-            np.array([int(decision["transaction_id"])], np.int64),
-            np.array([int(decision["card_id"])], np.int64),
-            np.array([int(decision["timestamp"])], np.int64),
-            np.array([float(decision["score"])]),
-            np.array([ACTIONS.index(str(decision["action"]))], np.int8),
-            str(decision["model_name"]),
-            str(decision["model_version"]),
-            int(decision["decided_at"]),
-        )
+    def add_records(self, decisions: list[dict[str, Any]]) -> None:
+        """Add decoded Decision records (when rebuilding after a restart): one batch
+        per model among them, so the table stays a few large batches."""
+        models: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for decision in decisions:
+            key = (str(decision["model_name"]), str(decision["model_version"]))
+            models.setdefault(key, []).append(decision)
+        codes = {name: code for code, name in enumerate(ACTIONS)}
+        for (name, version), rows in models.items():
+
+            def column(field: str, dtype: Any, rows: list[dict[str, Any]] = rows) -> Any:
+                return np.fromiter((row[field] for row in rows), dtype, len(rows))
+
+            self.add(
+                column("transaction_id", np.int64),
+                column("card_id", np.int64),
+                column("timestamp", np.int64),
+                column("score", np.float64),
+                np.fromiter((codes[row["action"]] for row in rows), np.int8, len(rows)),
+                name,
+                version,
+                column("decided_at", np.int64),
+            )
 
     def expire(self, watermark_ms: int) -> int:
         """Forget decisions older than the retention behind ``watermark_ms``."""
@@ -120,6 +219,38 @@ class PendingDecisions:
         self.expired += dropped
         return dropped
 
+    def expiry_threshold(self) -> int | None:
+        """The watermark past which :meth:`expire` drops its next batch (None: nothing held)."""
+        if not self._expiry:
+            return None
+        return self._expiry[0][0] + self.retention_ms
+
+    def take_many(self, transaction_ids: list[int]) -> Taken:
+        """Take the decisions of many labels at once, in order (a repeated id finds
+        its decision only the first time)."""
+        pop = self._index.pop
+        where = np.fromiter((pop(t, -1) for t in transaction_ids), np.int64, len(transaction_ids))
+        found = where >= 0
+        hits = where[found]
+        numbers, rows = hits >> _ROW_BITS, hits & _ROW_MASK
+        n = len(hits)
+        card_id, ts_ms = np.empty(n, np.int64), np.empty(n, np.int64)
+        scores, actions = np.empty(n, np.float64), np.empty(n, np.int8)
+        decided_at, model_index = np.empty(n, np.int64), np.empty(n, np.int64)
+        models: dict[tuple[str, str], int] = {}
+        for number in np.unique(numbers).tolist():
+            mask = numbers == number
+            segment = self._segments[number]
+            at = rows[mask]
+            card_id[mask] = segment.card_id[at]
+            ts_ms[mask] = segment.ts_ms[at]
+            scores[mask] = segment.scores[at]
+            actions[mask] = segment.actions[at]
+            decided_at[mask] = segment.decided_at[at]
+            model = (segment.model_name, segment.model_version)
+            model_index[mask] = models.setdefault(model, len(models))
+        return Taken(found, card_id, ts_ms, scores, actions, decided_at, list(models), model_index)
+
     def take(self, transaction_id: int) -> PendingDecision | None:
         where = self._index.pop(transaction_id, None)
         if where is None:
@@ -133,26 +264,5 @@ class PendingDecisions:
             int(segment.actions[row]),
             segment.model_name,
             segment.model_version,
-            segment.decided_at,
+            int(segment.decided_at[row]),
         )
-
-
-def outcome_record(
-    transaction_id: int, decision: PendingDecision, label: dict[str, Any]
-) -> dict[str, Any]:
-    """The Outcome for a decision and its label."""
-    return {
-        "transaction_id": transaction_id,
-        "card_id": decision.card_id,
-        "timestamp": decision.timestamp,
-        "score": decision.score,
-        "action": ACTIONS[decision.action],
-        "model_name": decision.model_name,
-        "model_version": decision.model_version,
-        "rollout_arm": "champion",
-        "challenger_version": None,
-        "challenger_score": None,
-        "is_fraud": bool(label["is_fraud"]),
-        "decided_at": decision.decided_at,
-        "label_timestamp": int(label["label_timestamp"]),
-    }

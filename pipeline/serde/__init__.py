@@ -5,6 +5,7 @@ Usage::
     serde = Serde.from_settings(settings)
     payloads = serde.codec("Decision").encode_batch(decisions)
     columns = serde.transactions().decode_columns(values)  # numpy columns + errors
+    labels = serde.labels().decode_columns(label_values)
     payloads = encode_decisions(..., schema_id=schema_id_for(serde.codec("Decision")))
 
 Wire format: magic byte 0, 4-byte big-endian schema id, schemaless Avro body.
@@ -14,7 +15,12 @@ Ids come from a Schema Registry (subject = record full name) or from
 
 from pipeline.serde.catalog import RecordName, SchemaCatalog, SchemaVersion
 from pipeline.serde.codec import DecodedBatch, RecordCodec
-from pipeline.serde.columnar import TransactionCodec, TransactionColumns
+from pipeline.serde.columnar import (
+    LabelCodec,
+    LabelColumns,
+    TransactionCodec,
+    TransactionColumns,
+)
 from pipeline.serde.constraints import Limits
 from pipeline.serde.dlq import (
     DLQ_ERROR_MESSAGE,
@@ -62,6 +68,8 @@ __all__ = [
     "DecodeError",
     "DecodedBatch",
     "EncodeError",
+    "LabelCodec",
+    "LabelColumns",
     "Limits",
     "LocalSchemaIds",
     "RecordCodec",

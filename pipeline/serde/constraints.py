@@ -1,9 +1,10 @@
 """Value constraints an Avro schema cannot express.
 
 A transaction's amount must be finite and within ``[0, max_amount]``, its ids
-non-negative and its timestamp within a sane range. Violations are data: the
-decoders report them as ``invalid_value`` errors. The same rules run per record
-and on whole columns, and give the same messages.
+non-negative and its timestamp within a sane range; a label's ids must be
+non-negative and its label timestamp within the same range. Violations are
+data: the decoders report them as ``invalid_value`` errors. The same rules run
+per record and on whole columns, and give the same messages.
 """
 
 from __future__ import annotations
@@ -42,10 +43,9 @@ def check_transaction(record: Mapping[str, Any], limits: Limits) -> str | None:
 
 def check_label(record: Mapping[str, Any], limits: Limits) -> str | None:
     """Why a decoded label is invalid, or ``None`` if it is fine."""
-    for name in LABEL_ID_FIELDS:
-        if record[name] < 0:
-            return f"{name} {record[name]} is negative"
-    return _check_time("label_timestamp", record["label_timestamp"], limits)
+    return _check_label_values(
+        record["transaction_id"], record["card_id"], record["label_timestamp"], limits
+    )
 
 
 def check_transaction_columns(
@@ -76,6 +76,36 @@ def explain_transaction_row(
     return (
         _check_values(transaction_id, card_id, terminal_id, timestamp, amount, limits) or "invalid"
     )
+
+
+def check_label_columns(
+    transaction_id: npt.NDArray[np.int64],
+    card_id: npt.NDArray[np.int64],
+    label_timestamp: npt.NDArray[np.int64],
+    limits: Limits,
+) -> npt.NDArray[np.bool_]:
+    """Mask of invalid rows (same rules as :func:`check_label`)."""
+    good = (transaction_id >= 0) & (card_id >= 0)
+    good &= (label_timestamp >= limits.min_timestamp_ms) & (
+        label_timestamp < limits.max_timestamp_ms
+    )
+    return ~good
+
+
+def explain_label_row(
+    transaction_id: int, card_id: int, label_timestamp: int, limits: Limits
+) -> str:
+    """The message for one row flagged by :func:`check_label_columns`."""
+    return _check_label_values(transaction_id, card_id, label_timestamp, limits) or "invalid"
+
+
+def _check_label_values(
+    transaction_id: int, card_id: int, label_timestamp: int, limits: Limits
+) -> str | None:
+    for name, value in zip(LABEL_ID_FIELDS, (transaction_id, card_id), strict=True):
+        if value < 0:
+            return f"{name} {value} is negative"
+    return _check_time("label_timestamp", label_timestamp, limits)
 
 
 def _check_values(

@@ -7,9 +7,15 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.serde.catalog import RecordName, SchemaCatalog
 from pipeline.serde.codec import RecordCodec
-from pipeline.serde.columnar import TransactionCodec
+from pipeline.serde.columnar import LabelCodec, TransactionCodec
 from pipeline.serde.constraints import Limits
 from pipeline.serde.ids import LocalSchemaIds, RegistrySchemaIds, SchemaIds
+
+_COLUMNAR: dict[str, type[RecordCodec]] = {
+    RecordName.TRANSACTION: TransactionCodec,
+    RecordName.LABEL: LabelCodec,
+}
+"""Records with a columnar codec; the others get a plain :class:`RecordCodec`."""
 
 if TYPE_CHECKING:
     from pipeline.settings import Settings
@@ -70,7 +76,7 @@ class Serde:
         reader = self.catalog.current(name)
         codec = self._codecs.get(reader.name)
         if codec is None:
-            kind = TransactionCodec if reader.name == RecordName.TRANSACTION else RecordCodec
+            kind = _COLUMNAR.get(reader.name, RecordCodec)
             codec = kind(reader, self.ids, self.limits)
             self._codecs[reader.name] = codec
         return codec
@@ -79,4 +85,10 @@ class Serde:
         """The Transaction codec, with its columnar decode."""
         codec = self.codec(RecordName.TRANSACTION)
         assert isinstance(codec, TransactionCodec)
+        return codec
+
+    def labels(self) -> LabelCodec:
+        """The Label codec, with its columnar decode."""
+        codec = self.codec(RecordName.LABEL)
+        assert isinstance(codec, LabelCodec)
         return codec

@@ -1,4 +1,4 @@
-"""Compiled Avro encoding of whole batches: Decision, Transaction and Label.
+"""Compiled Avro encoding of whole batches: Decision, Transaction, Label and Outcome.
 
 The scorer writes one Decision per transaction, so encoding sits on the hot
 path. fastavro's record writer costs several microseconds per record; here a
@@ -37,6 +37,7 @@ LAYOUT_FINGERPRINTS: Final[dict[str, str]] = {
     RecordName.DECISION: "9a41a307dafa82a1",
     RecordName.TRANSACTION: "6598a897679d7e1c",
     RecordName.LABEL: "b0174d143d2b5ee6",
+    RecordName.OUTCOME: "2d1eaad2f76acd03",
 }
 """Schema fingerprint (catalog :func:`fingerprint`) each encoder here writes."""
 
@@ -430,6 +431,55 @@ def encode_labels(
     return rows.pack()
 
 
+def encode_outcomes(
+    *,
+    transaction_id: npt.ArrayLike,
+    card_id: npt.ArrayLike,
+    timestamp: npt.ArrayLike,
+    score: npt.ArrayLike,
+    action: npt.ArrayLike,
+    models: Sequence[tuple[str, str]],
+    model_index: npt.ArrayLike,
+    is_fraud: npt.ArrayLike,
+    decided_at: npt.ArrayLike,
+    label_timestamp: npt.ArrayLike,
+    schema_id: int,
+    rollout_arm: str = "champion",
+) -> list[bytes]:
+    """Framed Outcome payloads (no challenger: ``challenger_*`` are null).
+
+    ``models`` lists the (name, version) pairs of the batch and
+    ``model_index`` picks one per row; ``action`` holds :data:`ACTION_SYMBOLS`
+    codes.
+    """
+    size = _column_size("transaction_id", transaction_id)
+    codes = _integers(action, "action", size)
+    if size and (codes.min() < 0 or codes.max() >= len(ACTION_SYMBOLS)):
+        raise EncodeError("action codes must be 0, 1 or 2")
+    which = _integers(model_index, "model_index", size)
+    if size and (which.min() < 0 or which.max() >= len(models)):
+        raise EncodeError(f"model_index must pick one of the {len(models)} models")
+    flags = _sized(is_fraud, size, "is_fraud")
+    if size and not np.isin(flags, (0, 1)).all():
+        raise EncodeError("is_fraud must be 0 or 1")
+    rows = RowPacker(size, frame_header(schema_id))
+    rows.long(transaction_id, "transaction_id")
+    rows.long(card_id, "card_id")
+    rows.long(timestamp, "timestamp")
+    rows.double(_sized(score, size, "score"))
+    rows.long(codes, "action")
+    named = [string_bytes(name) + string_bytes(version) for name, version in models]
+    if size:
+        default = int(np.bincount(which).argmax())
+        others = np.flatnonzero(which != default).tolist()
+        rows.sparse(named[default], {row: named[int(which[row])] for row in others})
+    rows.constant(string_bytes(rollout_arm) + _NULL * 2)  # challenger_version, _score
+    rows.fixed(flags.astype(np.uint8).reshape(size, 1))
+    rows.long(decided_at, "decided_at")
+    rows.long(label_timestamp, "label_timestamp")
+    return rows.pack()
+
+
 def _sized(values: npt.ArrayLike, size: int, name: str) -> npt.NDArray[Any]:
     array = np.asarray(values)
     if array.shape != (size,):
@@ -491,6 +541,19 @@ def warm_up() -> None:
         label_timestamp=one,
         schema_id=1,
         fraud_scenario=np.array([0, 1]),
+    )
+    encode_outcomes(
+        transaction_id=one,
+        card_id=one,
+        timestamp=one,
+        score=np.ones(2),
+        action=np.array([0, 2]),
+        models=[("m", "1"), ("m", "2")],
+        model_index=np.array([0, 1]),
+        is_fraud=np.array([False, True]),
+        decided_at=one,
+        label_timestamp=one,
+        schema_id=1,
     )
 
 

@@ -1,13 +1,15 @@
 """Compiled Avro decoding of flat records framed in a batch.
 
-Reads the five core Transaction fields of many payloads at once: the payloads
-are joined into one buffer and a numba kernel walks each row's bytes once,
-field by field. Only layouts made of ``long``, ``double``, ``string`` and
-``["null", string|long|double]`` are handled. A row is accepted only when it is
-certainly valid Avro (every byte consumed, well-formed varints, canonical union
-branches, string lengths inside the payload, ASCII strings so that UTF-8
-checks stay with fastavro); anything else is left to the record decoder, so
-results are identical to record-by-record decoding.
+Reads the fixed fields of many payloads at once (the core fields of a
+Transaction or a Label): the payloads are joined into one buffer and a numba
+kernel walks each row's bytes once, field by field. Only layouts made of
+``long``, ``int``, ``double``, ``boolean``, ``string`` and ``["null", X]`` of
+these are handled. A row is accepted only when it is certainly valid Avro
+(every byte consumed, well-formed varints, canonical union branches, string
+lengths inside the payload, ASCII strings so that UTF-8 checks stay with
+fastavro, booleans written as 0 or 1, ints inside 32 bits); anything else is
+left to the record decoder, so results are identical to record-by-record
+decoding.
 """
 
 from __future__ import annotations
@@ -25,7 +27,17 @@ from pipeline.serde.framing import HEADER_SIZE, MAGIC_BYTE
 _LONG: Final = 0
 _DOUBLE: Final = 1
 _STRING: Final = 2
-_KIND_CODES: Final = {"long": _LONG, "double": _DOUBLE, "string": _STRING}
+_BOOLEAN: Final = 3
+_INT: Final = 4
+_INT32_MIN: Final = -(2**31)
+_INT32_MAX: Final = 2**31 - 1
+_KIND_CODES: Final = {
+    "long": _LONG,
+    "double": _DOUBLE,
+    "string": _STRING,
+    "boolean": _BOOLEAN,
+    "int": _INT,
+}
 """Field kinds this module reads, with their codes in the kernel."""
 
 Layout = tuple[tuple[str, str, bool], ...]
@@ -78,6 +90,7 @@ class FlatBatch:
     ) -> tuple[dict[str, npt.NDArray[Any]], BoolArray]:
         """Decode ``wanted`` fields of ``rows``; also the mask of rows read with certainty.
 
+        Doubles come as float64, booleans as bool, the other kinds as int64.
         Values of rows outside the mask, and of null fields, are unspecified.
         """
         wanted = tuple(wanted)
@@ -87,11 +100,17 @@ class FlatBatch:
         chosen[rows] = True
         self.read_into(layout, chosen, wanted, values, good)
         kinds = {name: kind for name, kind, _ in layout}
-        out = {
-            name: values[k, rows].view(np.float64) if kinds[name] == "double" else values[k, rows]
-            for k, name in enumerate(wanted)
-            if name in kinds
-        }
+        out: dict[str, npt.NDArray[Any]] = {}
+        for k, name in enumerate(wanted):
+            if name not in kinds:
+                continue
+            column = values[k, rows]
+            if kinds[name] == "double":
+                out[name] = column.view(np.float64)
+            elif kinds[name] == "boolean":
+                out[name] = column != 0
+            else:
+                out[name] = column
         return out, good[rows]
 
     def read_into(
@@ -105,12 +124,12 @@ class FlatBatch:
         """Decode the ``chosen`` rows in place, the hot path's :meth:`read`.
 
         ``values[k, row]`` gets field ``wanted[k]`` (a double as its IEEE bits:
-        ``values[k].view(np.float64)``); ``good[row]`` whether the row was read
-        with certainty. Rows not chosen are left as they are. ``chosen`` and
-        ``good`` are C-contiguous bool arrays of the batch's size, ``values`` a
-        C-contiguous ``len(wanted) x size`` int64 matrix (other array layouts
-        cost a compilation). Values of rows not good, and of null fields, are
-        unspecified.
+        ``values[k].view(np.float64)``; a boolean as 0 or 1); ``good[row]``
+        whether the row was read with certainty. Rows not chosen are left as
+        they are. ``chosen`` and ``good`` are C-contiguous bool arrays of the
+        batch's size, ``values`` a C-contiguous ``len(wanted) x size`` int64
+        matrix (other array layouts cost a compilation). Values of rows not
+        good, and of null fields, are unspecified.
         """
         plan = _plan(layout, tuple(wanted))
         _read_rows(
@@ -145,10 +164,16 @@ def warm_up() -> None:
     """Compile (or load from numba's cache) the decoding kernels, so no batch pays for it.
 
     Reads a tiny batch through :class:`FlatBatch` with the argument types of
-    the hot path.
+    the hot path, through every field kind.
     """
-    layout: Layout = (("id", "long", False), ("x", "double", False), ("s", "string", True))
-    payload = bytes([MAGIC_BYTE, 0, 0, 0, 1, 2]) + bytes(8) + b"\x02\x02ab"
+    layout: Layout = (
+        ("id", "long", False),
+        ("x", "double", False),
+        ("s", "string", True),
+        ("flag", "boolean", False),
+        ("n", "int", True),
+    )
+    payload = bytes([MAGIC_BYTE, 0, 0, 0, 1, 2]) + bytes(8) + b"\x02\x02ab\x01\x02\x06"
     batch = FlatBatch([payload, payload[:-1], b""])
     for schema_id in batch.distinct_ids():
         values = np.zeros((2, len(batch)), np.int64)
@@ -236,8 +261,9 @@ def _read_rows(  # pragma: no cover - compiled
     """:meth:`FlatBatch.read_into`: every chosen row's bytes, walked once.
 
     ``values[slots[f], row]`` receives field ``f`` (skipped where ``slots[f]``
-    is -1): longs as they are, doubles as their IEEE bits. A row is good when
-    every field is well formed and its last byte ends the last field.
+    is -1): longs and ints as they are, doubles as their IEEE bits, booleans
+    as 0 or 1. A row is good when every field is well formed and its last byte
+    ends the last field.
     """
     for row in range(len(chosen)):
         if not chosen[row]:
@@ -255,7 +281,19 @@ def _read_rows(  # pragma: no cover - compiled
                 present = branch == 1
             if present:
                 kind = kinds[f]
-                if kind == _LONG:
+                # Boolean and int first: of the orders measured, the one that slows the others least.
+                if kind > _STRING:
+                    if kind == _BOOLEAN:  # 0 or 1; fastavro reads other bytes as true: left to it
+                        if pos < end and buffer[pos] <= 1:
+                            value = np.int64(buffer[pos])
+                            pos += 1
+                        else:
+                            pos = -1
+                    else:  # int: a long that must fit 32 bits, which fastavro does not check
+                        value, pos = _varint(buffer, pos, end)
+                        if value < _INT32_MIN or value > _INT32_MAX:
+                            pos = -1
+                elif kind == _LONG:
                     value, pos = _varint(buffer, pos, end)
                 elif kind == _DOUBLE:
                     if pos + 8 > end:

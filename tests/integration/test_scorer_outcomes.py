@@ -179,3 +179,86 @@ def test_each_label_gives_one_outcome_and_bad_labels_are_dead_lettered(
             ("truncated", bad[2][1]),
         ]
     )
+
+
+def test_a_restarted_worker_joins_labels_of_decisions_made_before_it_started(
+    kafka_bootstrap: str,
+    topic_factory: Callable[..., str],
+    group_id: str,
+    tmp_path: Path,
+) -> None:
+    topics = scorer_topics(topic_factory)
+    settings = scorer_settings(kafka_bootstrap, topics, tmp_path / "models")
+    frame = simulated(days=12, seed=6)
+    days = day_index(frame)
+    register(
+        ModelRegistry(settings.registry_dir), train_on(frame, days < 7), frame, alias="champion"
+    )
+    stream = frame[days >= 7].reset_index(drop=True)
+    ts = timestamps_ms(stream)
+    tx_codec, label_codec = SERDE.transactions(), SERDE.codec("Label")
+    _send(
+        settings,
+        topics.transactions,
+        list(
+            zip(
+                (str(c).encode() for c in stream["card_id"]),
+                tx_codec.encode_columns(
+                    stream["transaction_id"],
+                    ts,
+                    stream["card_id"],
+                    stream["terminal_id"],
+                    stream["amount"],
+                ),
+                strict=True,
+            )
+        ),
+    )
+    config = ScorerConfig(group_id=group_id, worker_id="restarted", batch_size=300)
+    first = ScorerWorker(settings, config)
+    try:
+        first.run(max_events=len(stream), idle_timeout_s=30)
+    finally:
+        first.close()
+    assert first.summary.decided == len(stream) and first.summary.outcomes == 0
+
+    # Labels of the first day, all due before the end of the stream.
+    labelled = stream[day_index(frame)[days >= 7] < 8].copy()
+    labelled["label_timestamp"] = timestamps_ms(labelled) + 3 * DAY_MS
+    labelled = labelled.sort_values("label_timestamp", kind="stable")
+    _send(
+        settings,
+        topics.labels,
+        [
+            (
+                str(row.card_id).encode(),
+                label_codec.encode(
+                    {
+                        "transaction_id": int(row.transaction_id),
+                        "card_id": int(row.card_id),
+                        "is_fraud": bool(row.is_fraud),
+                        "label_timestamp": int(row.label_timestamp),
+                        "source": "simulator",
+                        "fraud_scenario": None,
+                    }
+                ),
+            )
+            for row in labelled.itertuples(index=False)
+        ],
+    )
+    second = ScorerWorker(settings, config)
+    summary = second.summary
+    with WorkerThread(second) as running:
+        running.wait_for(lambda: summary.outcomes >= len(labelled), "outcomes", 60)
+    assert summary.decided == 0 and summary.outcomes == len(labelled)
+    outcome_codec = SERDE.codec("Outcome")
+    outcomes = pd.DataFrame(
+        [outcome_codec.decode(r.value or b"") for r in read_all(settings, topics.outcomes)]
+    ).set_index("transaction_id")
+    decisions = decode_decisions(read_all(settings, topics.decisions)).set_index("transaction_id")
+    assert sorted(outcomes.index) == sorted(labelled["transaction_id"])
+    joined = decisions.loc[outcomes.index]
+    assert np.array_equal(outcomes["score"].to_numpy(), joined["score"].to_numpy())
+    assert (outcomes["decided_at"] == joined["decided_at"]).all()
+    assert (outcomes["action"] == joined["action"]).all()
+    assert read_all(settings, topics.dlq) == []

@@ -16,6 +16,7 @@ from pipeline.serde.fast_encode import (
     ACTION_SYMBOLS,
     encode_decisions,
     encode_labels,
+    encode_outcomes,
     encode_transactions,
     schema_id_for,
 )
@@ -24,6 +25,7 @@ SERDE = Serde.local()
 DECISIONS = SERDE.codec("Decision")
 TRANSACTIONS = SERDE.codec("Transaction")
 LABELS = SERDE.codec("Label")
+OUTCOMES = SERDE.codec("Outcome")
 
 LONG = st.integers(-(2**63), 2**63 - 1)
 SMALL_LONG = st.integers(-(2**20), 2**40)
@@ -184,6 +186,70 @@ def test_labels_are_byte_identical_to_fastavro(data: st.DataObject) -> None:
         for i in range(size)
     ]
     assert fast == LABELS.encode_batch(records)
+
+
+@FAST
+@given(st.data())
+def test_outcomes_are_byte_identical_to_fastavro(data: st.DataObject) -> None:
+    size = data.draw(st.integers(0, 15))
+    models = data.draw(st.lists(st.tuples(TEXT, TEXT), min_size=1, max_size=3))
+    columns: dict[str, Any] = {
+        "transaction_id": _ints(data.draw, size),
+        "card_id": _ints(data.draw, size),
+        "timestamp": _ints(data.draw, size),
+        "score": _doubles(data.draw, size),
+        "action": _ints(data.draw, size, st.integers(0, 2)),
+        "model_index": _ints(data.draw, size, st.integers(0, len(models) - 1)),
+        "is_fraud": np.array(data.draw(st.lists(st.booleans(), min_size=size, max_size=size))),
+        "decided_at": _ints(data.draw, size),
+        "label_timestamp": _ints(data.draw, size),
+    }
+    fast = encode_outcomes(**columns, models=models, schema_id=schema_id_for(OUTCOMES))
+    records = [
+        {
+            "transaction_id": int(columns["transaction_id"][i]),
+            "card_id": int(columns["card_id"][i]),
+            "timestamp": int(columns["timestamp"][i]),
+            "score": float(columns["score"][i]),
+            "action": ACTION_SYMBOLS[int(columns["action"][i])],
+            "model_name": models[int(columns["model_index"][i])][0],
+            "model_version": models[int(columns["model_index"][i])][1],
+            "rollout_arm": "champion",
+            "challenger_version": None,
+            "challenger_score": None,
+            "is_fraud": bool(columns["is_fraud"][i]),
+            "decided_at": int(columns["decided_at"][i]),
+            "label_timestamp": int(columns["label_timestamp"][i]),
+        }
+        for i in range(size)
+    ]
+    assert fast == OUTCOMES.encode_batch(records)
+
+
+def test_outcome_columns_out_of_range_are_refused() -> None:
+    one = np.ones(2, np.int64)
+    good: dict[str, Any] = dict(
+        transaction_id=one,
+        card_id=one,
+        timestamp=one,
+        score=np.ones(2),
+        action=np.array([0, 2]),
+        models=[("fraud", "v1")],
+        model_index=np.zeros(2, np.int64),
+        is_fraud=np.array([0, 1]),
+        decided_at=one,
+        label_timestamp=one,
+        schema_id=schema_id_for(OUTCOMES),
+    )
+    assert len(encode_outcomes(**good)) == 2
+    for change, message in [
+        ({"action": np.array([0, 3])}, "action codes"),
+        ({"model_index": np.array([0, 1])}, "model_index"),
+        ({"is_fraud": np.array([0, 2])}, "is_fraud"),
+        ({"score": np.ones(3)}, "score has shape"),
+    ]:
+        with pytest.raises(EncodeError, match=message):
+            encode_outcomes(**(good | change))
 
 
 def test_a_realistic_batch_mixes_varint_lengths_and_sparse_reasons() -> None:

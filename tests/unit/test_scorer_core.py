@@ -17,7 +17,7 @@ from pipeline.scorer.changelog import (
     encode_frame,
     frame_key,
 )
-from pipeline.scoring.outcomes import PendingDecisions, outcome_record
+from pipeline.scoring.outcomes import OutcomeBatch, PendingDecisions
 from pipeline.scoring.window_stats import WindowStats
 
 T0 = 1_522_540_800_000  # 2018-04-01T00:00:00Z
@@ -127,12 +127,54 @@ def test_pending_decisions_join_and_expiry() -> None:
     decision = pending.take(2)
     assert decision is not None and decision.card_id == 11 and decision.action == REVIEW
     assert pending.take(2) is None  # a duplicate label finds nothing
-    record = outcome_record(2, decision, {"is_fraud": True, "label_timestamp": T0 + 7 * DAY_MS})
-    assert record["action"] == "REVIEW" and record["is_fraud"] is True
-    assert record["model_version"] == "v3"
+    assert pending.expiry_threshold() == T0 + 2 + 8 * DAY_MS
     assert pending.expire(T0 + 8 * DAY_MS) == 0
     assert pending.expire(T0 + 8 * DAY_MS + 10) == 2
-    assert len(pending) == 0
+    assert len(pending) == 0 and pending.expiry_threshold() is None
+
+
+def test_pending_decisions_are_taken_many_at_once_across_batches_and_models() -> None:
+    pending = PendingDecisions(retention_ms=8 * DAY_MS)
+    for first, version in ((1, "v1"), (4, "v2")):
+        ids = np.arange(first, first + 3, dtype=np.int64)
+        pending.add(
+            ids,
+            ids * 10,
+            T0 + ids,
+            ids / 10.0,
+            np.array([APPROVE, REVIEW, DECLINE], np.int8),
+            "fraud",
+            version,
+            T0 + 100 + first,
+        )
+    # 5 and 2 from different batches, 9 unknown, 5 twice (a duplicate label).
+    asked = np.array([5, 9, 2, 5, 6], np.int64)
+    taken = pending.take_many(asked.tolist())
+    assert taken.found.tolist() == [True, False, True, False, True]
+    assert taken.card_id.tolist() == [50, 20, 60]
+    assert taken.scores.tolist() == [0.5, 0.2, 0.6]
+    assert taken.actions.tolist() == [REVIEW, REVIEW, DECLINE]
+    assert taken.decided_at.tolist() == [T0 + 104, T0 + 101, T0 + 104]
+    assert [taken.models[i] for i in taken.model_index] == [
+        ("fraud", "v2"),
+        ("fraud", "v1"),
+        ("fraud", "v2"),
+    ]
+    labels = np.array([True, False, False, True, True])
+    label_ms = T0 + 7 * DAY_MS + np.arange(5, dtype=np.int64)
+    outcomes = OutcomeBatch.join(taken, asked, labels, label_ms)
+    assert outcomes.transaction_id.tolist() == [5, 2, 6]
+    assert outcomes.is_fraud.tolist() == [True, False, True]
+    assert outcomes.label_timestamp.tolist() == (label_ms[[0, 2, 4]]).tolist()
+    assert outcomes.timestamp.tolist() == [T0 + 5, T0 + 2, T0 + 6]
+    both = OutcomeBatch.concat([outcomes, outcomes])
+    assert len(both) == 6
+    assert [both.models[i] for i in both.model_index] == [
+        ("fraud", "v2"),
+        ("fraud", "v1"),
+        ("fraud", "v2"),
+    ] * 2
+    assert len(pending) == 6 - 3
 
 
 def test_window_stats_emit_after_the_grace_period() -> None:
@@ -204,3 +246,31 @@ def test_pending_decisions_wait_for_late_labels() -> None:
     assert pending.expire(T0 + 20 * DAY_MS - 16 * DAY_MS) == 0
     # ...labels read past its label time by more than a day do.
     assert pending.expire(T0 + 8 * DAY_MS + 1) == 1
+
+
+def test_decisions_read_back_after_a_restart_join_like_live_ones() -> None:
+    pending = PendingDecisions(retention_ms=8 * DAY_MS)
+    records = [
+        {
+            "transaction_id": i,
+            "card_id": 100 + i,
+            "timestamp": T0 + i,
+            "score": i / 10,
+            "action": ("APPROVE", "REVIEW", "DECLINE")[i % 3],
+            "model_name": "fraud",
+            "model_version": "v1" if i < 3 else "v2",
+            "decided_at": T0 + 1000 + i,
+        }
+        for i in range(5)
+    ]
+    pending.add_records(records)
+    assert len(pending) == 5
+    taken = pending.take_many([4, 0, 2])
+    assert taken.found.all()
+    assert taken.card_id.tolist() == [104, 100, 102]
+    assert taken.decided_at.tolist() == [T0 + 1004, T0 + 1000, T0 + 1002]
+    assert taken.actions.tolist() == [REVIEW, APPROVE, DECLINE]
+    assert [taken.models[i][1] for i in taken.model_index] == ["v2", "v1", "v1"]
+    # One batch per model: both leave once labels pass their newest decision.
+    assert pending.expire(T0 + 2 + 8 * DAY_MS + 1) == 1  # v1's batch (ids 0-2; 1 left)
+    assert pending.expire(T0 + 4 + 8 * DAY_MS + 1) == 1  # v2's batch (id 3 left)
