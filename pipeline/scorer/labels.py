@@ -279,7 +279,7 @@ class LabelJoiner:
     ) -> None:
         """Join rows ``chunk.start:end`` to their decisions, in order."""
         refused: list[tuple[int, str, str]] = [
-            (row, *chunk.bad[row]) for row in range(chunk.start, end) if row in chunk.bad
+            (row, *why) for row, why in chunk.bad.items() if chunk.start <= row < end
         ]
         rows = chunk.start + np.flatnonzero(chunk.good[chunk.start : end])
         if len(rows):
