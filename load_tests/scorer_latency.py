@@ -388,7 +388,13 @@ def parse_args() -> argparse.Namespace:
         help="scorer --commit-interval-ms [default: the scorer's]",
     )
     parser.add_argument("--partitions", type=int, default=6)
-    parser.add_argument("--linger-ms", type=float, default=1.0, help="producer linger.ms")
+    parser.add_argument(
+        "--linger-ms",
+        type=float,
+        default=5.0,
+        help="linger.ms of the paced producer [librdkafka's default, 5]; the measured latency "
+        "starts at produce(), so it includes the linger",
+    )
     parser.add_argument(
         "--drain-timeout",
         type=float,

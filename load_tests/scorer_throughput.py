@@ -30,6 +30,7 @@ def io_ceiling(settings, source: str, sink: str, events: int, batch_size: int) -
     from confluent_kafka import Consumer, Producer, TopicPartition
 
     from pipeline.features import FEATURE_NAMES
+    from pipeline.scorer import ScorerConfig
     from pipeline.scorer.outputs import BatchRows, encode_decisions
     from pipeline.scoring import ScoredBatch, ServingModel
     from pipeline.serde import Serde
@@ -46,11 +47,10 @@ def io_ceiling(settings, source: str, sink: str, events: int, batch_size: int) -
                 "isolation.level": "read_committed",
                 "fetch.wait.max.ms": 10,
                 "queued.min.messages": 20000,
+                "fetch.queue.backoff.ms": ScorerConfig().fetch_queue_backoff_ms,
             }
         )
     )
-    from pipeline.scorer import ScorerConfig
-
     scorer = ScorerConfig()  # the same producer settings as the scorer's outputs
     producer = Producer(
         settings.librdkafka_config(

@@ -995,6 +995,7 @@ class ScorerWorker:
                 "fetch.min.bytes": self.config.fetch_min_bytes,
                 "fetch.wait.max.ms": 10,
                 "queued.min.messages": 20000,
+                "fetch.queue.backoff.ms": self.config.fetch_queue_backoff_ms,
                 "statistics.interval.ms": 5000,
                 "stats_cb": self._on_stats,
             }
