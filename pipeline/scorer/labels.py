@@ -15,6 +15,7 @@ import logging
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 
 _MAX_BUFFERED = 200_000
 _NO_LABELS_FACTOR = 3
+_LABELS_IDLE_S = 10.0
+"""Wall-clock seconds without a label read on a partition before its labels count as stopped."""
 
 
 I64 = npt.NDArray[np.int64]
@@ -76,6 +79,7 @@ class LabelJoiner:
         decision_codec: RecordCodec,
         retention_ms: int,
         delay_ms: int,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.topic = settings.topics.labels
@@ -88,6 +92,8 @@ class LabelJoiner:
         self.watermarks: dict[int, int] = {}
         self._buffers: dict[int, deque[_Chunk]] = {}
         self._buffered = 0
+        self._clock = clock
+        self._label_read_at: dict[int, float] = {}
         self._next_offsets: dict[int, int] = {}
         self._consumer: Consumer = make_consumer(
             settings,
@@ -106,6 +112,7 @@ class LabelJoiner:
         for partition, offset in partitions.items():
             self.pending[partition] = PendingDecisions(self.retention_ms)
             self._buffers[partition] = deque()
+            self._label_read_at[partition] = self._clock()
             tps.append(
                 TopicPartition(self.topic, partition, offset if offset >= 0 else OFFSET_BEGINNING)
             )
@@ -123,6 +130,7 @@ class LabelJoiner:
             self.watermarks.pop(partition, None)
             self._label_marks.pop(partition, None)
             self._next_offsets.pop(partition, None)
+            self._label_read_at.pop(partition, None)
 
     def rebuild(self, partition: int, timeout_s: float = 60.0) -> int:
         """Refill a partition's pending decisions from the decisions topic (after a restart)."""
@@ -186,15 +194,24 @@ class LabelJoiner:
 
         Decisions normally leave the table when their label is joined or when
         the labels read have moved past their label time (:meth:`poll`); this
-        only bounds memory when labels stop coming altogether.
+        only bounds memory when labels stop coming altogether: nothing read
+        from the partition's labels for ``_LABELS_IDLE_S`` and none waiting.
+        A labels reader that is merely behind (starting, or catching up with a
+        backlog the scorer reads faster) keeps the decisions it will join.
         """
         if max_ts_ms > self.watermarks.get(partition, -1):
             self.watermarks[partition] = max_ts_ms
             pending = self.pending.get(partition)
-            if pending is not None:
+            if pending is not None and self._labels_stopped(partition):
                 # Labels join at the slowest partition's time (:meth:`poll`), so a
                 # partition read ahead keeps its decisions until that time comes.
                 pending.expire(self._slowest() - (_NO_LABELS_FACTOR - 1) * self.retention_ms)
+
+    def _labels_stopped(self, partition: int) -> bool:
+        if self._buffers.get(partition):
+            return False
+        read_at = self._label_read_at.get(partition)
+        return read_at is None or self._clock() - read_at > _LABELS_IDLE_S
 
     def _slowest(self) -> int:
         """Event time of the slowest assigned partition that has one (-1: none yet)."""
@@ -253,6 +270,7 @@ class LabelJoiner:
             chunks = self._buffers.get(number)
             if chunks is None:
                 continue  # revoked since the read
+            self._label_read_at[number] = self._clock()
             rows = np.flatnonzero(partition == number)
             listed = rows.tolist()
             chunks.append(

@@ -9,7 +9,6 @@ No broker is involved: the joiner's consumer is replaced by a queue.
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
 import numpy as np
@@ -41,18 +40,32 @@ class Queue:
     def close(self) -> None:
         pass
 
+    def incremental_assign(self, partitions: list[Any]) -> None:
+        pass
 
-def _joiner(partitions: list[int]) -> tuple[LabelJoiner, Queue]:
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _joiner(partitions: list[int], clock: Clock | None = None) -> tuple[LabelJoiner, Queue]:
     settings = load_settings(kafka_bootstrap_servers="127.0.0.1:9")
     joiner = LabelJoiner(
-        settings, SERDE.labels(), SERDE.codec("Decision"), RETENTION, delay_ms=DAY_MS
+        settings,
+        SERDE.labels(),
+        SERDE.codec("Decision"),
+        RETENTION,
+        delay_ms=DAY_MS,
+        clock=clock or Clock(),
     )
     joiner._consumer.close()
     queue = Queue()
     joiner._consumer = queue  # type: ignore[assignment]
-    for partition in partitions:
-        joiner.pending[partition] = PendingDecisions(RETENTION)
-        joiner._buffers[partition] = deque()
+    joiner.assign(dict.fromkeys(partitions, -1))
     return joiner, queue
 
 
@@ -216,3 +229,35 @@ def test_labels_wait_for_the_slowest_partition() -> None:
     result = joiner.poll()
     assert result.outcomes is not None and result.outcomes.transaction_id.tolist() == [1]
     assert [(tp.partition, tp.offset) for tp in joiner.committable()] == [(0, 8)]
+
+
+def test_decisions_wait_for_a_labels_reader_that_is_behind() -> None:
+    """The event-time bound on pending decisions applies only once labels stopped."""
+    clock = Clock()
+    joiner, queue = _joiner([0, 1], clock)
+    batch = [{"id": 1, "card": 2, "ts": T0, "score": 0.5, "action": 1}]
+    _add(joiner.pending[0], batch, "v1")
+    # Transactions race a month ahead while the labels reader is starting.
+    clock.now = 1.0
+    joiner.observe(0, T0 + 30 * DAY_MS)
+    joiner.observe(1, T0 + 30 * DAY_MS)
+    assert len(joiner.pending[0]) == 1
+    # Its label, read a moment later, still finds the decision.
+    label = {
+        "transaction_id": 1,
+        "card_id": 2,
+        "is_fraud": False,
+        "label_timestamp": T0 + DAY_MS,
+        "source": "test",
+        "fraud_scenario": None,
+    }
+    queue.messages = [Message(topic="labels", partition=0, offset=0, value=LABELS.encode(label))]
+    clock.now = 2.0
+    result = joiner.poll()
+    assert result.outcomes is not None and result.outcomes.transaction_id.tolist() == [1]
+    # Labels stopped: nothing read for a while and none waiting, so the bound applies.
+    _add(joiner.pending[0], [{**batch[0], "id": 2, "ts": T0 + 30 * DAY_MS}], "v1")
+    clock.now = 200.0
+    joiner.observe(1, T0 + 70 * DAY_MS)
+    joiner.observe(0, T0 + 70 * DAY_MS)
+    assert len(joiner.pending[0]) == 0
