@@ -90,6 +90,44 @@ class _FlatColumnsCodec(RecordCodec):
         super().__init__(*args, **kwargs)
         self._layouts: dict[int, Layout | None] = {}
 
+    def _columns(
+        self, payloads: Sequence[bytes]
+    ) -> tuple[Int64Array, Int64Array, list[RecordError]]:
+        """The columns of the decodable rows (one row per column, doubles as their
+        float64 bits, booleans as 0/1), their input positions, and the failures.
+
+        The compiled reader takes what it can read with certainty; the record
+        decoder takes the rest, so the rows are exactly :meth:`decode_batch`'s.
+        """
+        size = len(payloads)
+        values = np.zeros((len(self.column_kinds), size), np.int64)
+        good = np.zeros(size, np.bool_)
+        if size and size >= self.fast_min_rows:
+            self._decode_fast(payloads, values, good)
+        errors: list[RecordError] = []
+        columns = [
+            values[k].view(np.float64) if kind == "double" else values[k]
+            for k, kind in enumerate(self.column_kinds.values())
+        ]
+        names = list(self.column_kinds)
+        decode = self._decode_unchecked
+        for index in np.flatnonzero(~good).tolist():
+            payload = payloads[index]
+            try:
+                record = decode(payload)
+            except DecodeError as exc:
+                errors.append(RecordError(index, payload, exc.reason, exc.message))
+                continue
+            for name, column in zip(names, columns, strict=True):
+                column[index] = record[name]
+            good[index] = True
+        if errors:
+            indices = np.flatnonzero(good).astype(np.int64)
+            values = values[:, indices]
+        else:
+            indices = np.arange(size, dtype=np.int64)
+        return values, indices, errors
+
     def _decode_fast(self, payloads: Sequence[bytes], values: Int64Array, good: BoolArray) -> None:
         """Read every frame of the reader's schema: ``values`` as in ``FlatBatch.read_into``."""
         batch = FlatBatch(payloads)
@@ -128,34 +166,7 @@ class TransactionCodec(_FlatColumnsCodec):
         schema versions, small batches and anything doubtful go through the
         record decoder. The result is the same as :meth:`decode_batch`'s.
         """
-        size = len(payloads)
-        # One row per column; amount's row holds float64 bits (see ``FlatBatch.read_into``).
-        values = np.zeros((len(COLUMNS), size), np.int64)
-        good = np.zeros(size, np.bool_)
-        if size and size >= self.fast_min_rows:
-            self._decode_fast(payloads, values, good)
-        errors: list[RecordError] = []
-        transaction_id, timestamp, card_id, terminal_id = values[:4]
-        amount = values[4].view(np.float64)
-        decode = self._decode_unchecked
-        for index in np.flatnonzero(~good).tolist():
-            payload = payloads[index]
-            try:
-                record = decode(payload)
-            except DecodeError as exc:
-                errors.append(RecordError(index, payload, exc.reason, exc.message))
-                continue
-            transaction_id[index] = record["transaction_id"]
-            timestamp[index] = record["timestamp"]
-            card_id[index] = record["card_id"]
-            terminal_id[index] = record["terminal_id"]
-            amount[index] = record["amount"]
-            good[index] = True
-        if errors:
-            indices = np.flatnonzero(good).astype(np.int64)
-            values = values[:, indices]
-        else:
-            indices = np.arange(size, dtype=np.int64)
+        values, indices, errors = self._columns(payloads)
         return self._validated(
             list(values[:4]), values[4].view(np.float64), indices, errors, payloads
         )
@@ -245,32 +256,7 @@ class LabelCodec(_FlatColumnsCodec):
         the record decoder. ``source`` and ``fraud_scenario`` are checked but
         not returned. The result is the same as :meth:`decode_batch`'s.
         """
-        size = len(payloads)
-        # One row per column of LABEL_COLUMNS; is_fraud's row holds 0 or 1.
-        values = np.zeros((len(LABEL_COLUMNS), size), np.int64)
-        good = np.zeros(size, np.bool_)
-        if size and size >= self.fast_min_rows:
-            self._decode_fast(payloads, values, good)
-        errors: list[RecordError] = []
-        transaction_id, card_id, is_fraud, label_timestamp = values
-        decode = self._decode_unchecked
-        for index in np.flatnonzero(~good).tolist():
-            payload = payloads[index]
-            try:
-                record = decode(payload)
-            except DecodeError as exc:
-                errors.append(RecordError(index, payload, exc.reason, exc.message))
-                continue
-            transaction_id[index] = record["transaction_id"]
-            card_id[index] = record["card_id"]
-            is_fraud[index] = record["is_fraud"]
-            label_timestamp[index] = record["label_timestamp"]
-            good[index] = True
-        if errors:
-            indices = np.flatnonzero(good).astype(np.int64)
-            values = values[:, indices]
-        else:
-            indices = np.arange(size, dtype=np.int64)
+        values, indices, errors = self._columns(payloads)
         return self._validated(values, indices, errors, payloads)
 
     def _validated(
