@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import pytest
 from confluent_kafka import Producer
@@ -55,6 +56,29 @@ def _send(settings: Settings, topic: str, records: list[tuple[bytes, bytes]]) ->
     assert producer.flush(30) == 0
 
 
+def _champion_and_stream(
+    settings: Settings, *, days: int, seed: int
+) -> tuple[pd.DataFrame, npt.NDArray[np.int64]]:
+    """Simulate, register a champion trained on the first week, and send the
+    transactions of the days after it; returns them and their day numbers."""
+    frame = simulated(days=days, seed=seed)
+    day = day_index(frame)
+    register(
+        ModelRegistry(settings.registry_dir), train_on(frame, day < 7), frame, alias="champion"
+    )
+    stream = frame[day >= 7].reset_index(drop=True)
+    payloads = SERDE.transactions().encode_columns(
+        stream["transaction_id"],
+        timestamps_ms(stream),
+        stream["card_id"],
+        stream["terminal_id"],
+        stream["amount"],
+    )
+    keys = [str(card).encode() for card in stream["card_id"]]
+    _send(settings, settings.topics.transactions, list(zip(keys, payloads, strict=True)))
+    return stream, day[day >= 7]
+
+
 @pytest.mark.parametrize("exactly_once", [True, False], ids=["exactly-once", "at-least-once"])
 def test_each_label_gives_one_outcome_and_bad_labels_are_dead_lettered(
     kafka_bootstrap: str,
@@ -65,32 +89,8 @@ def test_each_label_gives_one_outcome_and_bad_labels_are_dead_lettered(
 ) -> None:
     topics = scorer_topics(topic_factory)
     settings = scorer_settings(kafka_bootstrap, topics, tmp_path / "models")
-    frame = simulated(days=17, seed=5)
-    days = day_index(frame)
-    register(
-        ModelRegistry(settings.registry_dir), train_on(frame, days < 7), frame, alias="champion"
-    )
-    stream = frame[days >= 7].reset_index(drop=True)
-    stream_days = day_index(frame)[days >= 7]
-    ts = timestamps_ms(stream)
-    tx_codec, label_codec = SERDE.transactions(), SERDE.codec("Label")
-    _send(
-        settings,
-        topics.transactions,
-        list(
-            zip(
-                (str(c).encode() for c in stream["card_id"]),
-                tx_codec.encode_columns(
-                    stream["transaction_id"],
-                    ts,
-                    stream["card_id"],
-                    stream["terminal_id"],
-                    stream["amount"],
-                ),
-                strict=True,
-            )
-        ),
-    )
+    stream, stream_days = _champion_and_stream(settings, days=17, seed=5)
+    label_codec = SERDE.codec("Label")
 
     # Labels of the first two streamed days, known 7 days later, in label-time order
     # (the stream goes on a day longer, so every partition's event time passes them).
@@ -189,31 +189,8 @@ def test_a_restarted_worker_joins_labels_of_decisions_made_before_it_started(
 ) -> None:
     topics = scorer_topics(topic_factory)
     settings = scorer_settings(kafka_bootstrap, topics, tmp_path / "models")
-    frame = simulated(days=12, seed=6)
-    days = day_index(frame)
-    register(
-        ModelRegistry(settings.registry_dir), train_on(frame, days < 7), frame, alias="champion"
-    )
-    stream = frame[days >= 7].reset_index(drop=True)
-    ts = timestamps_ms(stream)
-    tx_codec, label_codec = SERDE.transactions(), SERDE.codec("Label")
-    _send(
-        settings,
-        topics.transactions,
-        list(
-            zip(
-                (str(c).encode() for c in stream["card_id"]),
-                tx_codec.encode_columns(
-                    stream["transaction_id"],
-                    ts,
-                    stream["card_id"],
-                    stream["terminal_id"],
-                    stream["amount"],
-                ),
-                strict=True,
-            )
-        ),
-    )
+    stream, stream_days = _champion_and_stream(settings, days=12, seed=6)
+    label_codec = SERDE.codec("Label")
     config = ScorerConfig(group_id=group_id, worker_id="restarted", batch_size=300)
     first = ScorerWorker(settings, config)
     try:
@@ -223,7 +200,7 @@ def test_a_restarted_worker_joins_labels_of_decisions_made_before_it_started(
     assert first.summary.decided == len(stream) and first.summary.outcomes == 0
 
     # Labels of the first day, all due before the end of the stream.
-    labelled = stream[day_index(frame)[days >= 7] < 8].copy()
+    labelled = stream[stream_days < 8].copy()
     labelled["label_timestamp"] = timestamps_ms(labelled) + 3 * DAY_MS
     labelled = labelled.sort_values("label_timestamp", kind="stable")
     _send(
