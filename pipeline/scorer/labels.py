@@ -263,28 +263,36 @@ class LabelJoiner:
         is_fraud[at] = decoded.is_fraud
         label_ms[at] = decoded.label_timestamp
         good[at] = True
-        errors = {error.index: (error.reason, error.message) for error in decoded.errors}
-        partition = np.fromiter((m.partition() or 0 for m in messages), np.int64, size)
-        next_offset = np.fromiter(((m.offset() or 0) + 1 for m in messages), np.int64, size)
+        partition = np.fromiter(map(Message.partition, messages), np.int64, size)
+        next_offset = np.fromiter(map(Message.offset, messages), np.int64, size) + 1
+        # Each row's place in its partition's chunk, to file the (few) errors there.
+        place = np.empty(size, np.int64)
+        bad: dict[int, dict[int, tuple[str, str]]] = {}
         for number in np.unique(partition).tolist():
+            rows = np.flatnonzero(partition == number)
+            place[rows] = np.arange(len(rows))
+            bad[number] = {}
+        for error in decoded.errors:
+            index = error.index
+            bad[int(partition[index])][int(place[index])] = (error.reason, error.message)
+        for number, errors in bad.items():
             chunks = self._buffers.get(number)
             if chunks is None:
                 continue  # revoked since the read
             self._label_read_at[number] = self._clock()
             rows = np.flatnonzero(partition == number)
-            listed = rows.tolist()
             chunks.append(
                 _Chunk(
-                    [messages[i] for i in listed],
+                    [messages[i] for i in rows.tolist()],
                     next_offset[rows],
                     transaction_id[rows],
                     is_fraud[rows],
                     label_ms[rows],
                     good[rows],
-                    {k: errors[i] for k, i in enumerate(listed) if i in errors},
+                    errors,
                 )
             )
-            self._buffered += len(listed)
+            self._buffered += len(rows)
 
     def _join(
         self,
