@@ -7,6 +7,18 @@ the Kafka CreateTime set to the send time; a probe in this process reads
 the time its transaction was sent (the send time is carried in the transaction
 id). The first ``--warmup`` seconds of every rate are excluded.
 
+The relay (``latency_relay.py``, also in its own process) is the baseline: the
+scorer's I/O path and nothing else. It consumes with the scorer's consumer
+settings and batching, decodes, encodes a Decision of the same shape (no
+features, no model) and produces it with the scorer's producer settings and
+delivery mode (offsets committed about every second after the outputs are
+acknowledged; exactly-once: one transaction per commit interval). Measured in
+the same run, at the same rates, with the same paced producer and a fresh
+probe on fresh topics, it shows what the broker and this machine allow for
+that path; the scorer's latency is judged against it (``p99_ratio_to_relay``
+at the goal rate), because absolute figures on a shared machine move from run
+to run. In the relay's rows ``scorer_cpu_cores`` is the relay's.
+
     python load_tests/scorer_latency.py --json
     python load_tests/scorer_latency.py --rates 5000,20000 --seconds 20 \
         --modes at-least-once,exactly-once --json
@@ -46,24 +58,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-class ScorerProcess:
-    """``fraud score`` in a subprocess; ready once its consumer has partitions."""
+class ChildProcess:
+    """A consumer in a subprocess, logging to a file; ready once it has partitions."""
 
-    def __init__(
-        self, env: dict[str, str], args: list[str], log_path: Path, profile: str | None = None
-    ) -> None:
-        fraud = Path(sys.executable).with_name("fraud")
-        command = (
-            [str(fraud)]
-            if fraud.exists()
-            else [sys.executable, "-c", "from pipeline.cli import main; main()"]
-        )
-        if profile:
-            command = [sys.executable, "-m", "cProfile", "-o", profile, str(fraud)]
+    name = "child"
+
+    def __init__(self, command: list[str], env: dict[str, str], log_path: Path) -> None:
         self.log_path = log_path
         self._log = log_path.open("w")
         self.process = subprocess.Popen(
-            [*command, "score", *args],
+            command,
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -74,14 +78,15 @@ class ScorerProcess:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"the scorer exited early:\n{self.tail()}")
+                raise RuntimeError(f"the {self.name} exited early:\n{self.tail()}")
             if "assigned [" in self.log_path.read_text():
                 return
             time.sleep(0.2)
-        raise RuntimeError(f"the scorer got no partitions in {timeout_s:.0f}s:\n{self.tail()}")
+        raise RuntimeError(f"the {self.name} got no partitions in {timeout_s:.0f}s:\n{self.tail()}")
 
     def scrape(self) -> dict[str, float]:
-        """Batch count, size and processing-time sums from the scorer's Prometheus endpoint."""
+        """Batch count, size and processing-time sums from the scorer's Prometheus endpoint
+        (nothing for a process that logs no ``metrics on`` address)."""
         import re
         import urllib.request
 
@@ -125,6 +130,35 @@ class ScorerProcess:
                 self.process.kill()
                 self.process.wait(10)
         self._log.close()
+
+
+class ScorerProcess(ChildProcess):
+    """``fraud score`` in a subprocess."""
+
+    name = "scorer"
+
+    def __init__(
+        self, env: dict[str, str], args: list[str], log_path: Path, profile: str | None = None
+    ) -> None:
+        fraud = Path(sys.executable).with_name("fraud")
+        command = (
+            [str(fraud)]
+            if fraud.exists()
+            else [sys.executable, "-c", "from pipeline.cli import main; main()"]
+        )
+        if profile:
+            command = [sys.executable, "-m", "cProfile", "-o", profile, str(fraud)]
+        super().__init__([*command, "score", *args], env, log_path)
+
+
+class RelayProcess(ChildProcess):
+    """``latency_relay.py`` in a subprocess: the scorer's I/O, no work."""
+
+    name = "relay"
+
+    def __init__(self, env: dict[str, str], args: list[str], log_path: Path) -> None:
+        script = Path(__file__).resolve().with_name("latency_relay.py")
+        super().__init__([sys.executable, str(script), *args], env, log_path)
 
 
 class ProducerProcess:
@@ -227,6 +261,140 @@ def check_wire(settings: Any, probe: latency_probe.DecisionProbe) -> None:
         raise RuntimeError("the probe misreads the Decision transaction_id")
 
 
+def measure_rates(
+    label: str,
+    child: ChildProcess,
+    producer: ProducerProcess,
+    probe: latency_probe.DecisionProbe,
+    topic: str,
+    args: argparse.Namespace,
+    index: int,
+) -> tuple[list[dict[str, Any]], int]:
+    """Every rate of ``args.rates`` sent to ``topic``, read back by ``probe``: one row each.
+
+    ``index`` is the first stream row to send; the next one is returned with the rows.
+    """
+    rows: list[dict[str, Any]] = []
+    for rate in args.rates:
+        seconds = args.warmup + args.seconds
+        log(f"{label}: {rate:.0f}/s for {seconds:.0f}s ({args.warmup:.0f}s warm-up)")
+        load_before = load_average()
+        cpu_before, wall_before = child.cpu(), time.monotonic()
+        scraped_before = child.scrape()
+        producer.start(latency_probe.PaceRequest(topic, rate, seconds, index))
+        report = None
+        deadline = time.monotonic() + seconds + 60
+        while report is None and time.monotonic() < deadline:
+            probe.poll(0.05)
+            if producer.conn.poll(0):
+                report = producer.result(0)
+        if report is None:
+            raise RuntimeError("the paced producer did not finish")
+        cpu_used = child.cpu() - cpu_before
+        child_cores = cpu_used / (time.monotonic() - wall_before)
+        batches = batch_figures(scraped_before, child.scrape(), cpu_used)
+        index += len(report.send_us)
+        first_id = latency_probe.transaction_id(int(report.send_us[0]), 0)
+        drain_until = time.monotonic() + args.drain_timeout
+        while time.monotonic() < drain_until:
+            probe.pump(0.5)
+            ids, _, _ = probe.first_reads()
+            if int((ids >= first_id).sum()) >= len(report.send_us):
+                break
+            if child.process.poll() is not None:
+                raise RuntimeError(f"the {child.name} died:\n{child.tail()}")
+        ids, read_s, duplicates = probe.first_reads()
+        row = latency_probe.latency_row(rate, report, args.warmup, ids, read_s, probe.samples)
+        row.update(
+            scorer_cpu_cores=round(child_cores, 2),
+            scorer_batches=batches,
+            duplicates_so_far=duplicates,
+            load_before=load_before,
+            load_after=load_average(),
+        )
+        log(f"{label}: {rate:.0f}/s -> {json.dumps(row)}")
+        rows.append(row)
+        probe.pump(args.pause)
+    return rows, index
+
+
+def relay_topics(settings: Any, mode: str) -> tuple[str, str]:
+    """Fresh transactions and decisions topics for the relay, with the product's specs."""
+    from pipeline.kafka.admin import topic_specs
+    from pipeline.kafka.clients import make_admin
+
+    names = {
+        field: benchkit.unique(f"{field}-relay-{mode}") for field in ("transactions", "decisions")
+    }
+    relay_settings = settings.model_copy(
+        update={"topics": settings.topics.model_copy(update=names)}
+    )
+    specs = [spec for spec in topic_specs(relay_settings) if spec.name in names.values()]
+    admin = make_admin(settings)  # held until the futures are done
+    futures = admin.create_topics([spec.new_topic() for spec in specs])
+    for future in futures.values():
+        future.result(30)
+    return names["transactions"], names["decisions"]
+
+
+def run_relay(
+    mode: str,
+    args: argparse.Namespace,
+    env: dict[str, str],
+    settings: Any,
+    producer: ProducerProcess,
+    index: int,
+    work: Path,
+) -> tuple[list[dict[str, Any]], int]:
+    """The rates against the relay, on fresh topics, read by a fresh probe."""
+    from pipeline.serde import Serde
+
+    source, sink = relay_topics(settings, mode)
+    relay_args = [
+        "--source",
+        source,
+        "--sink",
+        sink,
+        "--group",
+        benchkit.unique("relay"),
+        "--mode",
+        mode,
+        "--batch-size",
+        str(args.batch_size),
+    ]
+    if args.commit_interval_ms:
+        relay_args += ["--commit-interval-ms", str(args.commit_interval_ms)]
+    relay = probe = None
+    try:
+        log(f"{mode}: starting the relay")
+        relay = RelayProcess(env, relay_args, work / f"relay-{mode}.log")
+        probe = latency_probe.DecisionProbe(
+            settings.librdkafka_config(**{"group.id": benchkit.unique("probe")}),
+            sink,
+            args.partitions,
+            Serde.from_settings(settings).codec("Decision").decode,
+        )
+        relay.wait_ready(args.start_timeout)
+        rows, index = measure_rates(f"{mode} relay", relay, producer, probe, source, args, index)
+        check_wire(settings, probe)
+    finally:
+        if relay is not None:
+            relay.stop()
+            log(f"{mode}: relay said: {relay.tail(2)}")
+        if probe is not None:
+            probe.close()
+    return rows, index
+
+
+def p99_ratio(rows: list[dict[str, Any]], relay_rows: list[dict[str, Any]]) -> float | None:
+    """Scorer p99 / relay p99 at the goal rate (``None`` unless both were measured there)."""
+    scorer = next((r for r in rows if r["offered_per_s"] == GOAL_RATE), None)
+    relay = next((r for r in relay_rows if r["offered_per_s"] == GOAL_RATE), None)
+    if not scorer or not relay or scorer["p99_ms"] is None or not relay["p99_ms"]:
+        return None
+    return round(scorer["p99_ms"] / relay["p99_ms"], 2)
+
+
 def run_mode(
     mode: str,
     args: argparse.Namespace,
@@ -289,6 +457,7 @@ def run_mode(
 
     scorer = producer = probe = None
     rows: list[dict[str, Any]] = []
+    relay_rows: list[dict[str, Any]] = []
     try:
         log(f"{mode}: starting the scorer and the producer")
         profile = f"{args.profile_scorer}.{mode}" if args.profile_scorer else None
@@ -303,48 +472,15 @@ def run_mode(
             Serde.from_settings(settings).codec("Decision").decode,
         )
         scorer.wait_ready(args.start_timeout)
-        index = 0
-        for rate in args.rates:
-            seconds = args.warmup + args.seconds
-            log(f"{mode}: {rate:.0f}/s for {seconds:.0f}s ({args.warmup:.0f}s warm-up)")
-            load_before = load_average()
-            cpu_before, wall_before = scorer.cpu(), time.monotonic()
-            scraped_before = scorer.scrape()
-            producer.start(latency_probe.PaceRequest(names["tx"], rate, seconds, index))
-            report = None
-            deadline = time.monotonic() + seconds + 60
-            while report is None and time.monotonic() < deadline:
-                probe.poll(0.05)
-                if producer.conn.poll(0):
-                    report = producer.result(0)
-            if report is None:
-                raise RuntimeError("the paced producer did not finish")
-            cpu_used = scorer.cpu() - cpu_before
-            scorer_cores = cpu_used / (time.monotonic() - wall_before)
-            batches = batch_figures(scraped_before, scorer.scrape(), cpu_used)
-            index += len(report.send_us)
-            first_id = latency_probe.transaction_id(int(report.send_us[0]), 0)
-            drain_until = time.monotonic() + args.drain_timeout
-            while time.monotonic() < drain_until:
-                probe.pump(0.5)
-                ids, _, _ = probe.first_reads()
-                if int((ids >= first_id).sum()) >= len(report.send_us):
-                    break
-                if scorer.process.poll() is not None:
-                    raise RuntimeError(f"the scorer died:\n{scorer.tail()}")
-            ids, read_s, duplicates = probe.first_reads()
-            row = latency_probe.latency_row(rate, report, args.warmup, ids, read_s, probe.samples)
-            row.update(
-                scorer_cpu_cores=round(scorer_cores, 2),
-                scorer_batches=batches,
-                duplicates_so_far=duplicates,
-                load_before=load_before,
-                load_after=load_average(),
-            )
-            log(f"{mode}: {rate:.0f}/s -> {json.dumps(row)}")
-            rows.append(row)
-            probe.pump(args.pause)
+        rows, index = measure_rates(mode, scorer, producer, probe, names["tx"], args, 0)
         check_wire(settings, probe)
+        scorer.stop()
+        log(f"{mode}: scorer said: {scorer.tail(2)}")
+        scorer = None
+        probe.close()
+        probe = None
+        if args.relay:
+            relay_rows, index = run_relay(mode, args, env, settings, producer, index, work)
     finally:
         if producer is not None:
             producer.stop()
@@ -355,7 +491,7 @@ def run_mode(
             probe.close()
     goal = GOALS_P99_MS[mode]
     at_goal = min(rows, key=lambda r: abs(r["offered_per_s"] - GOAL_RATE)) if rows else None
-    return {
+    result: dict[str, Any] = {
         "rates": rows,
         "goal": {
             "offered_per_s": GOAL_RATE,
@@ -369,6 +505,10 @@ def run_mode(
             ),
         },
     }
+    if args.relay:
+        result["relay"] = {"rates": relay_rows}
+        result["p99_ratio_to_relay"] = p99_ratio(rows, relay_rows)
+    return result
 
 
 def parse_args() -> argparse.Namespace:
@@ -408,6 +548,12 @@ def parse_args() -> argparse.Namespace:
         metavar="PATH",
         default=None,
         help="run the scorer under cProfile, stats to PATH.<mode>",
+    )
+    parser.add_argument(
+        "--relay",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure every rate against the relay (the scorer's I/O path, no work)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
@@ -478,17 +624,26 @@ def main() -> None:
         "model": version,
         "modes": results,
     }
+    if args.relay:
+        report["p99_ratio_to_relay"] = results[first]["p99_ratio_to_relay"]
     if args.json:
         print(json.dumps(report))
     else:
         for mode, result in results.items():
             print(f"{mode}: goal {result['goal']}")
-            for row in result["rates"]:
-                print(
-                    f"  {row['offered_per_s']:>8.0f}/s achieved {row['achieved_per_s']:>8.0f}/s"
-                    f"  p50 {row['p50_ms']} ms  p99 {row['p99_ms']} ms  max {row['max_ms']} ms"
-                    f"  missing {row['missing']}"
-                )
+            tables = [("scorer", result["rates"])]
+            if "relay" in result:
+                tables.append(("relay", result["relay"]["rates"]))
+            for name, rows in tables:
+                for row in rows:
+                    print(
+                        f"  {name:<6} {row['offered_per_s']:>8.0f}/s"
+                        f" achieved {row['achieved_per_s']:>8.0f}/s"
+                        f"  p50 {row['p50_ms']} ms  p99 {row['p99_ms']} ms"
+                        f"  max {row['max_ms']} ms  missing {row['missing']}"
+                    )
+            if "relay" in result:
+                print(f"  p99 scorer/relay at {GOAL_RATE:.0f}/s: {result['p99_ratio_to_relay']}")
         print(f"cores {report['cores']}; {report['uptime']}")
 
 

@@ -77,6 +77,7 @@ class CardStateStore:
         self._live = np.zeros(64, np.int64)
         self._end = np.zeros(64, np.int64)
         self._probe = np.zeros(64, np.int64)  # scratch for finding repeated slots
+        self._tag = np.full(64, -1, np.int64)  # per slot: the caller's tag (e.g. a partition)
         self._used = 0
         self._garbage = 0
         self._ts = np.zeros(0, np.int64)
@@ -110,12 +111,16 @@ class CardStateStore:
         return self._ts[lo:hi].copy(), self._amount[lo:hi].copy()
 
     # --- the hot path ----------------------------------------------------------
-    def update(self, card_id: I64, ts_ms: I64, amount: F64) -> CardPrimitives:
+    def update(
+        self, card_id: I64, ts_ms: I64, amount: F64, tag: I64 | None = None
+    ) -> CardPrimitives:
         """Add a batch (in processing order) and return its rows' primitives.
 
         Rows of one card are taken in batch order, after everything already
         retained for it (the scorer reads a card's events from one partition,
-        in order); see the class note for rows that arrive late.
+        in order); see the class note for rows that arrive late. ``tag`` (one
+        int per row) is remembered per card, the last one winning: see
+        :meth:`cards_tagged`.
         """
         card = np.ascontiguousarray(card_id, dtype=np.int64)
         t = np.ascontiguousarray(ts_ms, dtype=np.int64)
@@ -128,6 +133,8 @@ class CardStateStore:
         slots = np.fromiter(map(get, card.tolist(), itertools.repeat(-1)), np.int64, n)
         if (slots < 0).any():
             self._admit(card, slots)
+        if tag is not None:
+            self._tag[slots] = tag
         incoming = _incoming(slots, self._end, self._cap, self._probe)
         if len(incoming):
             self._make_room(incoming[:, 0].copy(), incoming[:, 1].copy())
@@ -157,9 +164,11 @@ class CardStateStore:
         amount: F64,
         terminal: TerminalPrimitives | None,
         features: tuple[FeatureSpec, ...] = FEATURES,
+        *,
+        tag: I64 | None = None,
     ) -> F32:
         """Update with a batch and return its float32 feature matrix."""
-        prims = self.update(card_id, ts_ms, amount)
+        prims = self.update(card_id, ts_ms, amount, tag)
         return assemble(
             np.asarray(ts_ms, np.int64), np.asarray(amount, np.float64), prims, terminal, features
         )
@@ -182,8 +191,8 @@ class CardStateStore:
         fresh = k - reuse
         if self._slots_used + fresh > len(self._base):
             size = max(2 * len(self._base), self._slots_used + fresh, 64)
-            for name in ("_base", "_cap", "_live", "_end", "_probe"):
-                grown = np.zeros(size, np.int64)
+            for name in ("_base", "_cap", "_live", "_end", "_probe", "_tag"):
+                grown = np.full(size, -1 if name == "_tag" else 0, np.int64)
                 grown[: self._slots_used] = getattr(self, name)[: self._slots_used]
                 setattr(self, name, grown)
         ids = np.concatenate(
@@ -197,6 +206,7 @@ class CardStateStore:
         self._cap[ids] = capacity
         self._live[ids] = 1
         self._end[ids] = 1
+        self._tag[ids] = -1
         self._slot.update(zip(cards.tolist(), ids.tolist(), strict=True))
         return ids
 
@@ -278,6 +288,21 @@ class CardStateStore:
         self._move(slots, bases)
         self._used = int(capacity.sum())
         self._garbage = 0
+
+    def tag_cards(self, card_ids: Iterable[int], tag: int) -> None:
+        """Set the tag of cards held (others are ignored)."""
+        get = self._slot.get
+        slots = [slot for slot in map(get, card_ids) if slot is not None]
+        self._tag[np.asarray(slots, np.int64)] = tag
+
+    def cards_tagged(self, tags: Iterable[int]) -> list[int]:
+        """Cards held whose last tag is one of ``tags``."""
+        n = len(self._slot)
+        cards = np.fromiter(self._slot.keys(), np.int64, n)
+        slots = np.fromiter(self._slot.values(), np.int64, n)
+        wanted = np.fromiter(tags, np.int64)
+        result: list[int] = cards[np.isin(self._tag[slots], wanted)].tolist()
+        return result
 
     def drop_card(self, card_id: int) -> None:
         """Forget a card (its partition moved to another worker)."""

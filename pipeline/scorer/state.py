@@ -1,8 +1,8 @@
 """One worker's per-card state, one store for all its partitions.
 
 A single store keeps each batch one vectorized call however many partitions it
-spans; a card-to-partition map lets the worker drop exactly the cards of a
-revoked partition.
+spans; the store tags every card with its partition, so the worker can drop
+exactly the cards of a revoked partition.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ class PartitionedCardState:
 
     def __init__(self) -> None:
         self.store = CardStateStore()
-        self._partition_of: dict[int, int] = {}
         self.partitions: set[int] = set()
 
     def __len__(self) -> int:
@@ -38,8 +37,7 @@ class PartitionedCardState:
         terminal: TerminalPrimitives | None,
     ) -> npt.NDArray[np.float32]:
         """Update with a batch (any mix of partitions) and return its feature matrix."""
-        self._partition_of.update(zip(card_id.tolist(), partition.tolist(), strict=True))
-        return self.store.features(card_id, ts_ms, amount, terminal)
+        return self.store.features(card_id, ts_ms, amount, terminal, tag=partition)
 
     def load(
         self,
@@ -52,7 +50,7 @@ class PartitionedCardState:
         self.partitions.add(partition)
         if card_ids:
             self.store.load_histories(card_ids, ts_ms, amounts)
-            self._partition_of.update(dict.fromkeys(card_ids, partition))
+            self.store.tag_cards(card_ids, partition)
 
     def assign(self, partition: int) -> None:
         self.partitions.add(partition)
@@ -61,8 +59,7 @@ class PartitionedCardState:
         """Forget every card of ``partitions``; returns how many."""
         gone = set(partitions)
         self.partitions -= gone
-        cards = [card for card, part in self._partition_of.items() if part in gone]
+        cards = self.store.cards_tagged(gone)
         for card in cards:
             self.store.drop_card(card)
-            del self._partition_of[card]
         return len(cards)

@@ -471,21 +471,29 @@ class ScorerWorker:
             return
         assert self.engine is not None
         model = self.engine.model
-        for partition in np.unique(rows.partition).tolist():
-            where = rows.partition == partition
-            pending = labels.pending.get(partition)
+        # One gather in partition order, then a slice (a view) per partition.
+        order = np.argsort(rows.partition, kind="stable")
+        partition = rows.partition[order]
+        cuts = np.flatnonzero(partition[1:] != partition[:-1]) + 1
+        starts = [0, *cuts.tolist()]
+        ends = [*cuts.tolist(), len(order)]
+        transaction_id, card_id = rows.transaction_id[order], rows.card_id[order]
+        timestamp, scores, actions = rows.timestamp[order], scores[order], actions[order]
+        for lo, hi in zip(starts, ends, strict=True):
+            part = int(partition[lo])
+            pending = labels.pending.get(part)
             if pending is not None:
                 pending.add(
-                    rows.transaction_id[where],
-                    rows.card_id[where],
-                    rows.timestamp[where],
-                    scores[where],
-                    actions[where],
+                    transaction_id[lo:hi],
+                    card_id[lo:hi],
+                    timestamp[lo:hi],
+                    scores[lo:hi],
+                    actions[lo:hi],
                     model.name,
                     model.version,
                     decided_at,
                 )
-            labels.observe(partition, int(rows.timestamp[where].max()))
+            labels.observe(part, int(timestamp[lo:hi].max()))
 
     def _poll_labels(self) -> None:
         labels = self._labels

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.jit import kernel
 from pipeline.policy import APPROVE, DECLINE, REVIEW
 
 F64 = npt.NDArray[np.float64]
@@ -132,22 +133,23 @@ class WindowStats:
             if newest > self._partition_marks.get(part, -1):
                 self._partition_marks[part] = newest
         starts = (ts_ms // self.length_ms) * self.length_ms
-        windows, which = np.unique(starts, return_inverse=True)
-        k = len(windows)
-        counts = np.bincount(which, minlength=k)
-        action_counts = np.bincount(which * 3 + actions, minlength=3 * k).reshape(k, 3)
-        bins = np.clip((scores * self.bins).astype(np.int64), 0, self.bins - 1)
-        histogram = np.bincount(which * self.bins + bins, minlength=k * self.bins)
-        histogram = histogram.reshape(k, self.bins)
-        values = np.nan_to_num(features.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-        if k == 1:
-            sums, squares = values.sum(axis=0)[None, :], (values * values).sum(axis=0)[None, :]
+        if len(starts) > 1 and starts[0] == starts[-1] and (starts == starts[0]).all():
+            windows, which = starts[:1], np.zeros(len(starts), np.int64)
         else:
-            order = np.argsort(which, kind="stable")
-            cuts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-            ordered = values[order]
-            sums = np.add.reduceat(ordered, cuts, axis=0)
-            squares = np.add.reduceat(ordered * ordered, cuts, axis=0)
+            windows, which = np.unique(starts, return_inverse=True)
+        k = len(windows)
+        counts = np.zeros(k, np.int64)
+        action_counts = np.zeros((k, 3), np.int64)
+        histogram = np.zeros((k, self.bins), np.int64)
+        sums = np.zeros((k, features.shape[1]))
+        squares = np.zeros((k, features.shape[1]))
+        _accumulate(
+            which.astype(np.int64, copy=False),
+            np.ascontiguousarray(scores, np.float64),
+            np.ascontiguousarray(actions, np.int8),
+            np.ascontiguousarray(features),
+            counts, action_counts, histogram, sums, squares,
+        )  # fmt: skip
         for i, start in enumerate(windows.tolist()):
             window = self._window(start)
             window.count += int(counts[i])
@@ -186,3 +188,38 @@ class WindowStats:
                 start, self.length_ms, self.n_features, self.bins
             )
         return window
+
+
+@kernel
+def _accumulate(  # pragma: no cover - compiled
+    which: npt.NDArray[np.int64],
+    scores: F64,
+    actions: npt.NDArray[np.int8],
+    features: npt.NDArray[Any],
+    counts: npt.NDArray[np.int64],
+    action_counts: npt.NDArray[np.int64],
+    histogram: npt.NDArray[np.int64],
+    sums: F64,
+    squares: F64,
+) -> None:
+    """One pass over a batch: per window (``which``), its count, actions, score
+    histogram, and sums and sums of squares of every feature (missing or infinite
+    values count as 0, as in :meth:`WindowAccumulator.add`)."""
+    bins = histogram.shape[1]
+    n_features = features.shape[1]
+    for i in range(len(which)):
+        w = which[i]
+        counts[w] += 1
+        action_counts[w, actions[i]] += 1
+        x = scores[i] * bins
+        b = 0
+        if x >= bins - 1:
+            b = bins - 1
+        elif x > 0:
+            b = int(x)
+        histogram[w, b] += 1
+        for j in range(n_features):
+            v = float(features[i, j])
+            if np.isfinite(v):
+                sums[w, j] += v
+                squares[w, j] += v * v
