@@ -50,9 +50,9 @@ class CardStateStore:
     ``live .. end - 1`` are retained (older ones are dropped lazily: a full
     segment is compacted, or moved to a larger segment when the
     retained rows fill three quarters of it). Per pool position: timestamp,
-    amount, and the segment's prefix sums of amount and amount squared (32
-    bytes). Freed segments are reclaimed by repacking the pool once they make
-    up half of it.
+    amount, the segment's prefix sums of amount and amount squared, and the
+    distance back to the previous larger amount (40 bytes). Freed segments are
+    reclaimed by repacking the pool once they make up half of it.
 
     A row whose timestamp is earlier than its card's latest is taken as made at
     that latest time (its windows, gap and stored timestamp use it), so the
@@ -83,6 +83,10 @@ class CardStateStore:
         self._ts = np.zeros(0, np.int64)
         self._amount = np.zeros(0, np.float64)
         self._sums = np.zeros((0, 2), np.float64)  # prefix sums of amount, amount**2
+        # Per position: how far back the previous larger amount of the segment is
+        # (pointing below the retained rows when there is none), so a window's
+        # maximum is a walk along the chain of earlier maxima, not a scan.
+        self._back = np.zeros(0, np.int64)
 
     # --- queries ---------------------------------------------------------------
     def __len__(self) -> int:
@@ -94,7 +98,16 @@ class CardStateStore:
     @property
     def nbytes(self) -> int:
         """Bytes of the state arrays (for a memory gauge)."""
-        arrays = (self._ts, self._amount, self._sums, self._base, self._cap, self._live, self._end)
+        arrays = (
+            self._ts,
+            self._amount,
+            self._sums,
+            self._back,
+            self._base,
+            self._cap,
+            self._live,
+            self._end,
+        )
         return sum(x.nbytes for x in arrays) + self._probe.nbytes
 
     def cards(self) -> Iterator[int]:
@@ -146,7 +159,7 @@ class CardStateStore:
         gap = np.empty(n, np.float64)
         _append(
             slots, t, a, searched, self._retain_row,
-            self._base, self._live, self._end, self._ts, self._amount, self._sums,
+            self._base, self._live, self._end, self._ts, self._amount, self._sums, self._back,
             count, sums, max_amount, gap,
         )  # fmt: skip
         return CardPrimitives(
@@ -236,7 +249,9 @@ class CardStateStore:
         amount[:used] = self._amount[:used]
         sums = np.zeros((size, 2), np.float64)
         sums[:used] = self._sums[:used]
-        self._ts, self._amount, self._sums = ts, amount, sums
+        back = np.zeros(size, np.int64)
+        back[:used] = self._back[:used]
+        self._ts, self._amount, self._sums, self._back = ts, amount, sums, back
 
     def _make_room(self, slots: I64, incoming: I64) -> None:
         """Compact (or move to a larger segment) slots about to overflow."""
@@ -253,8 +268,8 @@ class CardStateStore:
             self._cap[grow] = capacity
             _move_own(grow, bases, *self._layout())
 
-    def _layout(self) -> tuple[I64, I64, I64, I64, F64, F64]:
-        return self._base, self._live, self._end, self._ts, self._amount, self._sums
+    def _layout(self) -> tuple[I64, I64, I64, I64, F64, F64, I64]:
+        return self._base, self._live, self._end, self._ts, self._amount, self._sums, self._back
 
     def _move(self, slots: I64, bases: I64) -> None:
         """Copy slots' retained rows to positions 1.. of segments at ``bases``.
@@ -272,9 +287,11 @@ class CardStateStore:
         ts = self._ts[src]
         sums = self._sums[src] - self._sums[start - 1][owner]
         amount = self._amount[src]
+        back = self._back[src]
         self._ts[dst] = ts
         self._amount[dst] = amount
         self._sums[dst] = sums
+        self._back[dst] = back
         self._sums[bases] = 0.0
         self._base[slots] = bases
         self._live[slots] = 1
@@ -432,6 +449,7 @@ class CardStateStore:
         before[kept] = (run - values)[first]
         self._sums[dst] = run - before[owner]
         self._amount[dst] = amount
+        _link(self._base[ids], length[kept], self._amount, self._back)
 
 
 def warm_up() -> None:
@@ -468,7 +486,15 @@ def _incoming(slots: I64, end: I64, cap: I64, scratch: I64) -> I64:  # pragma: n
 
 @kernel
 def _move_own(  # pragma: no cover - compiled
-    slots: I64, bases: I64, base: I64, live: I64, end: I64, ts: I64, amount: F64, sums: F64
+    slots: I64,
+    bases: I64,
+    base: I64,
+    live: I64,
+    end: I64,
+    ts: I64,
+    amount: F64,
+    sums: F64,
+    back: I64,
 ) -> None:
     """:meth:`CardStateStore._move` for targets that are each slot's own segment (copied
     forward, so the rows move down) or space no other slot uses."""
@@ -484,6 +510,7 @@ def _move_own(  # pragma: no cover - compiled
             amount[to + k] = amount[start + k]
             sums[to + k, 0] = sums[start + k, 0] - offset0
             sums[to + k, 1] = sums[start + k, 1] - offset1
+            back[to + k] = back[start + k]
         sums[bases[j], 0] = 0.0
         sums[bases[j], 1] = 0.0
         base[s] = bases[j]
@@ -504,6 +531,7 @@ def _append(  # pragma: no cover - compiled
     ts_pool: I64,
     amount_pool: F64,
     sums_pool: F64,
+    back_pool: I64,
     count: I64,
     sums: F64,
     max_amount: F64,
@@ -552,23 +580,37 @@ def _append(  # pragma: no cover - compiled
             count[k, i] = at - left
             sums[k, i, 0] = sums_pool[at - 1, 0] - sums_pool[left - 1, 0]
             sums[k, i, 1] = sums_pool[at - 1, 1] - sums_pool[left - 1, 1]
-        live[s] = lower[retain_row] - b
-        # Maxima: one backward scan over the widest window, read off at each window's start.
-        widest = lower[0]
-        for k in range(1, n_windows):
-            widest = min(widest, lower[k])
-        best = -np.inf
+        # Maxima: walk back along the previous-larger chain from the newest row;
+        # the last position still inside a window holds that window's largest.
+        for k in range(n_windows):
+            if lower[k] >= at:
+                max_amount[k, i] = np.nan
+                continue
+            pos = at - 1
+            while True:
+                step = pos - back_pool[pos]
+                if step < lower[k]:
+                    break
+                pos = step
+            max_amount[k, i] = amount_pool[pos]
+        # This row's link: the nearest earlier larger amount of the segment.
         pos = at - 1
-        while True:
-            for k in range(n_windows):
-                if lower[k] == pos + 1:
-                    max_amount[k, i] = best if at > lower[k] else np.nan
-            if pos < widest:
-                break
-            v = amount_pool[pos]
-            if v > best:
-                best = v
-            pos -= 1
+        while pos >= lo and amount_pool[pos] <= a:
+            pos -= back_pool[pos]
+        back_pool[at] = at - pos
+        live[s] = lower[retain_row] - b
+
+
+@kernel
+def _link(bases: I64, lengths: I64, amount: F64, back: I64) -> None:  # pragma: no cover
+    """The previous-larger links of segments written whole (rows at ``base + 1 ..``)."""
+    for j in range(len(bases)):
+        lo = bases[j] + 1
+        for at in range(lo, lo + lengths[j]):
+            pos = at - 1
+            while pos >= lo and amount[pos] <= amount[at]:
+                pos -= back[pos]
+            back[at] = at - pos
 
 
 def _ramp(length: I64) -> tuple[I64, I64]:

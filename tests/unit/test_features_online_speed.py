@@ -91,6 +91,32 @@ def test_long_streams_match_offline(
         np.testing.assert_array_equal(got_amount, want_amount)
 
 
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(2, 300),
+    days=st.sampled_from([0.5, 40.0, 200.0]),
+    restore_at=st.integers(1, 299),
+)
+def test_window_maxima_with_many_equal_amounts_and_a_restore(
+    seed: int, n: int, days: float, restore_at: int
+) -> None:
+    # Maxima follow a chain of earlier larger amounts: equal amounts, windows that
+    # empty out, and a store rebuilt from bytes mid-stream must all give the scan's answer.
+    card, ts, _ = stream(seed, n, 4, days)
+    amount = np.random.default_rng(seed).integers(1, 4, n).astype(np.float64)
+    cut = min(restore_at, n - 1)
+    first = CardStateStore()
+    head = online(first, card[:cut], ts[:cut], amount[:cut], [cut // 2])
+    held = list(first.cards())
+    restored = CardStateStore()
+    restored.load_cards(held, first.dump_cards(held))
+    tail = online(restored, card[cut:], ts[cut:], amount[cut:], [(n - cut) // 3])
+    want = offline(card, ts, amount)
+    assert_same(head, want.take(np.arange(cut)))
+    assert_same(tail, want.take(np.arange(cut, n)))
+
+
 def test_cards_moved_dropped_and_new_keep_parity() -> None:
     card, ts, amount = stream(4, 6000, 300, 120.0)
     store = CardStateStore()
