@@ -343,7 +343,7 @@ class LabelJoiner:
         refused: list[tuple[int, str, str]],
     ) -> None:
         ids = chunk.transaction_id[rows]
-        taken = pending.take_many(ids.tolist())
+        taken = pending.take_many(ids)
         if taken.found.any():
             parts.append(OutcomeBatch.join(taken, ids, chunk.is_fraud[rows], chunk.label_ms[rows]))
         for row in rows[~taken.found].tolist():

@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import time
 
+from pipeline import hashindex
 from pipeline.features import online, terminal
+from pipeline.scoring import window_stats
 from pipeline.serde import fast_encode, vectorized
 
 log = logging.getLogger(__name__)
@@ -24,4 +26,6 @@ def warm_up() -> None:
     terminal.warm_up()
     vectorized.warm_up()
     fast_encode.warm_up()
+    hashindex.warm_up()
+    window_stats.warm_up()
     log.info("kernels ready in %.2f s", time.monotonic() - started)

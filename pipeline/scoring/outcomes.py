@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.hashindex import Int64Index
 from pipeline.policy import ACTIONS
 
 I64 = npt.NDArray[np.int64]
@@ -42,7 +43,7 @@ class _Segment:
     model_name: str
     model_version: str
     decided_at: I64
-    ids: list[int]
+    ids: I64
 
 
 @dataclass(frozen=True)
@@ -132,15 +133,14 @@ _ROW_MASK = (1 << _ROW_BITS) - 1
 class PendingDecisions:
     """Decisions of one partition waiting for their label.
 
-    Batches are kept as columns; a dict maps each transaction id to its batch
-    and row, the only per-decision work on the hot path.
+    Batches are kept as columns; a compiled hash index maps each transaction id
+    to its batch and row, one kernel call per batch on the hot path.
     """
 
     def __init__(self, retention_ms: int) -> None:
         self.retention_ms = retention_ms
-        # transaction id -> segment number << _ROW_BITS | row: plain ints, which
-        # the garbage collector never scans (tuples here made full collections slow).
-        self._index: dict[int, int] = {}
+        # transaction id -> segment number << _ROW_BITS | row (never negative)
+        self._index = Int64Index()
         self._segments: dict[int, _Segment] = {}
         self._expiry: deque[tuple[int, int]] = deque()  # (newest ts, segment number)
         self._next_segment = 0
@@ -166,7 +166,7 @@ class PendingDecisions:
             return
         number = self._next_segment
         self._next_segment += 1
-        ids = transaction_id.tolist()
+        ids = np.ascontiguousarray(transaction_id, np.int64)
         self._segments[number] = _Segment(
             card_id,
             ts_ms,
@@ -178,7 +178,7 @@ class PendingDecisions:
             ids,
         )
         base = number << _ROW_BITS
-        self._index.update(zip(ids, range(base, base + n), strict=True))
+        self._index.put_many(ids, np.arange(base, base + n, dtype=np.int64))
         self._expiry.append((int(ts_ms.max()), number))
 
     def add_records(self, decisions: list[dict[str, Any]]) -> None:
@@ -212,10 +212,8 @@ class PendingDecisions:
             _, number = self._expiry.popleft()
             segment = self._segments.pop(number)
             base = number << _ROW_BITS
-            for row, transaction_id in enumerate(segment.ids):
-                if self._index.get(transaction_id) == base + row:
-                    del self._index[transaction_id]
-                    dropped += 1
+            rows = np.arange(base, base + len(segment.ids), dtype=np.int64)
+            dropped += self._index.delete_matching(segment.ids, rows)
         self.expired += dropped
         return dropped
 
@@ -225,11 +223,10 @@ class PendingDecisions:
             return None
         return self._expiry[0][0] + self.retention_ms
 
-    def take_many(self, transaction_ids: list[int]) -> Taken:
+    def take_many(self, transaction_ids: list[int] | I64) -> Taken:
         """Take the decisions of many labels at once, in order (a repeated id finds
         its decision only the first time)."""
-        pop = self._index.pop
-        where = np.fromiter((pop(t, -1) for t in transaction_ids), np.int64, len(transaction_ids))
+        where = self._index.pop_many(np.asarray(transaction_ids, np.int64))
         found = where >= 0
         hits = where[found]
         numbers, rows = hits >> _ROW_BITS, hits & _ROW_MASK
@@ -252,8 +249,8 @@ class PendingDecisions:
         return Taken(found, card_id, ts_ms, scores, actions, decided_at, list(models), model_index)
 
     def take(self, transaction_id: int) -> PendingDecision | None:
-        where = self._index.pop(transaction_id, None)
-        if where is None:
+        where = int(self._index.pop_many(np.array([transaction_id], np.int64))[0])
+        if where < 0:
             return None
         segment = self._segments[where >> _ROW_BITS]
         row = where & _ROW_MASK

@@ -190,6 +190,13 @@ class WindowStats:
         return window
 
 
+def warm_up() -> None:
+    """Compile (or load from numba's cache) the accumulation kernel."""
+    stats = WindowStats(3_600_000, 0, 2)
+    stats.add(np.array([0, 1], np.int64), np.array([0.1, 0.9]), np.array([0, 2], np.int8),
+              np.zeros((2, 2), np.float32), 1.0)  # fmt: skip
+
+
 @kernel
 def _accumulate(  # pragma: no cover - compiled
     which: npt.NDArray[np.int64],
