@@ -369,7 +369,8 @@ class ScorerWorker:
         producer = self._producer
         assert producer is not None and self.engine is not None
         kept = messages
-        if any(message.error() is not None for message in messages):
+        errors = list(map(Message.error, messages))
+        if errors.count(None) != len(errors):
             if not self._begin_transaction():
                 return
             kept = [message for message in messages if self._usable(message)]
