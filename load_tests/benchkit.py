@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import tempfile
 import time
@@ -36,7 +37,11 @@ def broker() -> Iterator[str]:
         "FRAUD_KAFKA_BOOTSTRAP_SERVERS"
     )
     if configured:
-        yield configured
+        before = _topic_names(configured)
+        try:
+            yield configured
+        finally:
+            _delete_new_topics(configured, before)
         return
     from pipeline.localkafka import ClusterSpec, LocalCluster, find_free_port_block
 
@@ -56,6 +61,41 @@ def broker() -> Iterator[str]:
             yield cluster.bootstrap_servers
         finally:
             cluster.down()
+
+
+_RUN_TOPIC = re.compile(r"-[0-9a-f]{8}$")
+
+
+def _topic_names(bootstrap: str) -> set[str]:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    return set(admin.list_topics(timeout=15).topics)
+
+
+def _delete_new_topics(bootstrap: str, before: set[str]) -> None:
+    """Delete the topics this run created on a broker it did not start.
+
+    Every benchmark topic ends in an 8-hex-digit run id; left behind, thousands
+    of partitions pile up over repeated runs and slow the broker for the next.
+    """
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        created = sorted(
+            name
+            for name in set(admin.list_topics(timeout=15).topics) - before
+            if _RUN_TOPIC.search(name)
+        )
+        if not created:
+            return
+        for future in admin.delete_topics(created, operation_timeout=30).values():
+            with contextlib.suppress(Exception):
+                future.result(60)
+        log(f"deleted the {len(created)} topics of this run")
+    except Exception as exc:  # cleanup must not hide the run's own result or error
+        log(f"could not delete this run's topics: {exc}")
 
 
 def create_topics(settings: Settings, names: dict[str, int]) -> None:
