@@ -27,6 +27,7 @@ from pipeline.features.errors import FeatureError
 from pipeline.features.primitives import CardPrimitives
 from pipeline.features.spec import CARD_HISTORY_MS, CARD_WINDOWS_MS, FEATURES, FeatureSpec
 from pipeline.features.terminal import TerminalPrimitives
+from pipeline.hashindex import Int64Index
 from pipeline.jit import kernel
 
 F32 = npt.NDArray[np.float32]
@@ -44,7 +45,7 @@ _MIN_POOL = 1024
 class CardStateStore:
     """Retained history of every card this worker owns.
 
-    Layout: card id -> slot (a dict); per slot a segment of a shared pool,
+    Layout: card id -> slot (a compiled hash index); per slot a segment of a shared pool,
     ``[base, base + capacity)``. Position 0 of a segment is a sentinel (prefix
     sums 0); rows sit at positions ``1 .. end - 1`` in time order, of which
     ``live .. end - 1`` are retained (older ones are dropped lazily: a full
@@ -69,7 +70,7 @@ class CardStateStore:
             searched.append(history_ms)
         self._searched = np.asarray(searched, dtype=np.int64)
         self._retain_row = searched.index(history_ms)
-        self._slot: dict[int, int] = {}
+        self._slot = Int64Index()  # card id -> slot
         self._free: list[int] = []
         self._slots_used = 0
         self._base = np.zeros(64, np.int64)
@@ -112,12 +113,12 @@ class CardStateStore:
 
     def cards(self) -> Iterator[int]:
         """Card ids held."""
-        return iter(self._slot)
+        return iter(self._slot.items()[0].tolist())
 
     def history(self, card_id: int) -> tuple[I64, F64]:
         """(timestamps ms, amounts) retained for a card (empty if unknown)."""
-        slot = self._slot.get(int(card_id))
-        if slot is None:
+        slot = self._slot.get(int(card_id), -1)
+        if slot < 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float64)
         lo = int(self._base[slot] + self._live[slot])
         hi = int(self._base[slot] + self._end[slot])
@@ -142,8 +143,7 @@ class CardStateStore:
         windows = self._windows
         if n == 0:
             return CardPrimitives.empty(windows)
-        get = self._slot.get
-        slots = np.fromiter(map(get, card.tolist(), itertools.repeat(-1)), np.int64, n)
+        slots = self._slot.get_many(card)
         if (slots < 0).any():
             self._admit(card, slots)
         if tag is not None:
@@ -220,7 +220,7 @@ class CardStateStore:
         self._live[ids] = 1
         self._end[ids] = 1
         self._tag[ids] = -1
-        self._slot.update(zip(cards.tolist(), ids.tolist(), strict=True))
+        self._slot.put_many(cards, ids)
         return ids
 
     def _allocate(self, capacity: I64) -> I64:
@@ -299,7 +299,7 @@ class CardStateStore:
 
     def _repack(self) -> None:
         """Lay all held segments out again from the start of the pool."""
-        slots = np.fromiter(self._slot.values(), np.int64, len(self._slot))
+        slots = self._slot.items()[1]
         capacity = self._cap[slots]
         bases = np.cumsum(capacity) - capacity
         self._move(slots, bases)
@@ -308,26 +308,27 @@ class CardStateStore:
 
     def tag_cards(self, card_ids: Iterable[int], tag: int) -> None:
         """Set the tag of cards held (others are ignored)."""
-        get = self._slot.get
-        slots = [slot for slot in map(get, card_ids) if slot is not None]
-        self._tag[np.asarray(slots, np.int64)] = tag
+        slots = self._slot.get_many(_ids(card_ids))
+        self._tag[slots[slots >= 0]] = tag
 
     def cards_tagged(self, tags: Iterable[int]) -> list[int]:
         """Cards held whose last tag is one of ``tags``."""
-        n = len(self._slot)
-        cards = np.fromiter(self._slot.keys(), np.int64, n)
-        slots = np.fromiter(self._slot.values(), np.int64, n)
+        cards, slots = self._slot.items()
         wanted = np.fromiter(tags, np.int64)
         result: list[int] = cards[np.isin(self._tag[slots], wanted)].tolist()
         return result
 
     def drop_card(self, card_id: int) -> None:
         """Forget a card (its partition moved to another worker)."""
-        slot = self._slot.pop(int(card_id), None)
-        if slot is not None:
-            self._garbage += int(self._cap[slot])
-            self._cap[slot] = 0
-            self._free.append(slot)
+        self.drop_cards([card_id])
+
+    def drop_cards(self, card_ids: Iterable[int] | I64) -> None:
+        """Forget cards (unknown ones are ignored); their space is reclaimed by repacking."""
+        slots = self._slot.pop_many(_ids(card_ids))
+        slots = slots[slots >= 0]
+        self._garbage += int(self._cap[slots].sum())
+        self._cap[slots] = 0
+        self._free.extend(slots.tolist())
 
     # --- serialization (changelog, rebalancing) ----------------------------------
     def dump_cards(self, card_ids: Iterable[int] | I64) -> list[bytes]:
@@ -338,8 +339,7 @@ class CardStateStore:
 
     def _segments(self, card_ids: Sequence[int]) -> tuple[npt.NDArray[np.bool_], I64, I64]:
         """Per card: held at all, and the [lo, hi) of its live rows in the pool."""
-        get = self._slot.get
-        slots = np.fromiter(map(get, card_ids, itertools.repeat(-1)), np.int64, len(card_ids))
+        slots = self._slot.get_many(np.asarray(card_ids, np.int64))
         held = slots >= 0
         slot = np.where(held, slots, 0)
         return held, self._base[slot] + self._live[slot], self._base[slot] + self._end[slot]
@@ -433,8 +433,7 @@ class CardStateStore:
                 raise FeatureError("bad card state: timestamps are not in order")
         if len(np.unique(cards)) != len(cards):
             raise FeatureError("bad card state: a card is given twice")
-        for card in cards.tolist():
-            self.drop_card(card)
+        self.drop_cards(cards)
         kept = np.flatnonzero(length > 0)
         ids = self._new_slots(cards[kept], _capacity_for(length[kept]))
         bases = np.zeros(len(cards), np.int64)
@@ -611,6 +610,12 @@ def _link(bases: I64, lengths: I64, amount: F64, back: I64) -> None:  # pragma: 
             while pos >= lo and amount[pos] <= amount[at]:
                 pos -= back[pos]
             back[at] = at - pos
+
+
+def _ids(card_ids: Iterable[int] | I64) -> I64:
+    if isinstance(card_ids, np.ndarray):
+        return np.ascontiguousarray(card_ids, np.int64).reshape(-1)
+    return np.fromiter(card_ids, np.int64)
 
 
 def _ramp(length: I64) -> tuple[I64, I64]:

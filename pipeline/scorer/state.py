@@ -60,6 +60,5 @@ class PartitionedCardState:
         gone = set(partitions)
         self.partitions -= gone
         cards = self.store.cards_tagged(gone)
-        for card in cards:
-            self.store.drop_card(card)
+        self.store.drop_cards(cards)
         return len(cards)
