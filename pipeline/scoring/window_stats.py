@@ -43,24 +43,6 @@ class WindowAccumulator:
         self.feature_sum = np.zeros(self.n_features)
         self.feature_sq = np.zeros(self.n_features)
 
-    def add(
-        self,
-        scores: F64,
-        actions: npt.NDArray[np.int8],
-        features: npt.NDArray[Any],
-        latency_ms: float,
-    ) -> None:
-        n = len(scores)
-        self.count += n
-        self.actions += np.bincount(actions, minlength=3)[:3]
-        bins = np.minimum((scores * self.bins).astype(np.int64), self.bins - 1)
-        self.histogram += np.bincount(np.maximum(bins, 0), minlength=self.bins)
-        values = np.nan_to_num(features.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-        self.feature_sum += values.sum(axis=0)
-        self.feature_sq += (values * values).sum(axis=0)
-        self.latency_sum_ms += latency_ms * n
-        self.latency_max_ms = max(self.latency_max_ms, latency_ms)
-
     def record(
         self,
         *,
@@ -133,7 +115,7 @@ class WindowStats:
             if newest > self._partition_marks.get(part, -1):
                 self._partition_marks[part] = newest
         starts = (ts_ms // self.length_ms) * self.length_ms
-        if len(starts) > 1 and starts[0] == starts[-1] and (starts == starts[0]).all():
+        if (starts == starts[0]).all():  # the usual case: one window per batch
             windows, which = starts[:1], np.zeros(len(starts), np.int64)
         else:
             windows, which = np.unique(starts, return_inverse=True)
@@ -211,7 +193,7 @@ def _accumulate(  # pragma: no cover - compiled
 ) -> None:
     """One pass over a batch: per window (``which``), its count, actions, score
     histogram, and sums and sums of squares of every feature (missing or infinite
-    values count as 0, as in :meth:`WindowAccumulator.add`)."""
+    values count as 0)."""
     bins = histogram.shape[1]
     n_features = features.shape[1]
     for i in range(len(which)):
@@ -226,7 +208,7 @@ def _accumulate(  # pragma: no cover - compiled
             b = int(x)
         histogram[w, b] += 1
         for j in range(n_features):
-            v = float(features[i, j])
+            v = np.float64(features[i, j])
             if np.isfinite(v):
                 sums[w, j] += v
                 squares[w, j] += v * v

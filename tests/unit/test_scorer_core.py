@@ -213,6 +213,31 @@ def test_window_stats_emit_after_the_grace_period() -> None:
     assert [w.start_ms for w in stats.drain()] == [T0 + HOUR_MS]
 
 
+def test_window_stats_of_a_mixed_batch_equal_a_per_window_reference() -> None:
+    rng = np.random.default_rng(5)
+    n, n_features, bins = 500, 3, 5
+    ts = T0 + np.sort(rng.integers(0, 4 * HOUR_MS, n)).astype(np.int64)
+    scores = rng.random(n)
+    scores[:3] = [0.0, 1.0, 0.9999]  # the histogram's edges
+    actions = rng.integers(0, 3, n).astype(np.int8)
+    features = rng.normal(size=(n, n_features)).astype(np.float32)
+    features[::7, 1] = np.nan
+    features[::11, 2] = np.inf
+    stats = WindowStats(length_ms=HOUR_MS, grace_ms=0, n_features=n_features, bins=bins)
+    stats.add(ts, scores, actions, features, 1.0, rng.integers(0, 3, n))
+    windows = stats.drain()
+    assert [w.start_ms for w in windows] == [T0 + k * HOUR_MS for k in range(4)]
+    clean = np.nan_to_num(features.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    for window in windows:
+        mine = (ts >= window.start_ms) & (ts < window.start_ms + HOUR_MS)
+        assert window.count == mine.sum()
+        assert window.actions.tolist() == np.bincount(actions[mine], minlength=3).tolist()
+        where = np.clip((scores[mine] * bins).astype(np.int64), 0, bins - 1)
+        assert window.histogram.tolist() == np.bincount(where, minlength=bins).tolist()
+        np.testing.assert_allclose(window.feature_sum, clean[mine].sum(axis=0), rtol=1e-12)
+        np.testing.assert_allclose(window.feature_sq, (clean[mine] ** 2).sum(axis=0), rtol=1e-12)
+
+
 def test_window_watermark_is_the_slowest_partitions() -> None:
     stats = WindowStats(length_ms=HOUR_MS, grace_ms=0, n_features=1, bins=2)
     one = np.array([[1.0]], np.float32)
