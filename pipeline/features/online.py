@@ -108,6 +108,7 @@ class CardStateStore:
             self._cap,
             self._live,
             self._end,
+            self._tag,
         )
         return sum(x.nbytes for x in arrays) + self._probe.nbytes
 
