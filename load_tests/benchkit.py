@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -96,6 +97,37 @@ def _delete_new_topics(bootstrap: str, before: set[str]) -> None:
         log(f"deleted the {len(created)} topics of this run")
     except Exception as exc:  # cleanup must not hide the run's own result or error
         log(f"could not delete this run's topics: {exc}")
+
+
+def blank_decisions(
+    decision_codec: Any,
+    columns: Any,
+    model: Any,
+    decided_at: int = 0,
+    processing_ms: float = 0.0,
+) -> list[bytes]:
+    """Decisions of the scorer's shape for decoded transactions, with no work behind
+    them (zero features and score): what the I/O baselines produce."""
+    from pipeline.features import FEATURE_NAMES
+    from pipeline.scorer.outputs import BatchRows, encode_decisions
+    from pipeline.scoring import ScoredBatch
+
+    n = len(columns)
+    zeros = np.zeros(n, np.int64)
+    rows = BatchRows(
+        columns.transaction_id,
+        columns.timestamp,
+        columns.card_id,
+        columns.terminal_id,
+        columns.amount,
+        zeros,
+        zeros,
+    )
+    features = np.zeros((n, len(FEATURE_NAMES)), np.float32)
+    scored = ScoredBatch(np.zeros(n), np.zeros(n, np.int8), np.zeros(0, np.intp))
+    return encode_decisions(
+        decision_codec, rows, features, scored, model, decided_at, processing_ms
+    )
 
 
 def create_topics(settings: Settings, names: dict[str, int]) -> None:

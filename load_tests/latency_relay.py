@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
+import benchkit  # noqa: E402
 from confluent_kafka import (  # noqa: E402
     Consumer,
     KafkaError,
@@ -46,10 +46,9 @@ from confluent_kafka import (  # noqa: E402
 from pipeline.features import FEATURE_NAMES  # noqa: E402
 from pipeline.kafka.clients import make_producer  # noqa: E402
 from pipeline.scorer import ScorerConfig  # noqa: E402
-from pipeline.scorer.outputs import BatchRows, encode_decisions  # noqa: E402
 from pipeline.scorer.warm import warm_up  # noqa: E402
 from pipeline.scorer.worker import next_batch  # noqa: E402
-from pipeline.scoring import ScoredBatch, ServingModel  # noqa: E402
+from pipeline.scoring import ServingModel  # noqa: E402
 from pipeline.serde import Serde  # noqa: E402
 from pipeline.settings import load_settings  # noqa: E402
 
@@ -193,27 +192,11 @@ class Relay:
             return
         values = [m.value() or b"" for m in kept]
         columns = self.tx_codec.decode_columns(values)
-        n = len(columns)
-        zeros = np.zeros(n, np.int64)
-        rows = BatchRows(
-            columns.transaction_id,
-            columns.timestamp,
-            columns.card_id,
-            columns.terminal_id,
-            columns.amount,
-            zeros,
-            zeros,
-        )
-        features = np.zeros((n, len(FEATURE_NAMES)), np.float32)
-        scored = ScoredBatch(np.zeros(n), np.zeros(n, np.int8), np.zeros(0, np.intp))
-        decided_at = int(time.time() * 1000)
-        payloads = encode_decisions(
+        payloads = benchkit.blank_decisions(
             self.decision_codec,
-            rows,
-            features,
-            scored,
+            columns,
             self.model,
-            decided_at,
+            int(time.time() * 1000),
             (time.monotonic() - started) * 1000.0,
         )
         if self.config.exactly_once and not self.in_transaction:
@@ -233,7 +216,7 @@ class Relay:
             partition, offset = message.partition(), message.offset()
             if partition is not None and offset is not None:
                 self.offsets[partition] = max(self.offsets.get(partition, 0), offset + 1)
-        self.records += n
+        self.records += len(columns)
         self.batches += 1
 
     # --- commits --------------------------------------------------------------------

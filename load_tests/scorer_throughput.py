@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import benchkit
-import numpy as np
 from benchkit import log
 
 
@@ -31,8 +30,7 @@ def io_ceiling(settings, source: str, sink: str, events: int, batch_size: int) -
 
     from pipeline.features import FEATURE_NAMES
     from pipeline.scorer import ScorerConfig
-    from pipeline.scorer.outputs import BatchRows, encode_decisions
-    from pipeline.scoring import ScoredBatch, ServingModel
+    from pipeline.scoring import ServingModel
     from pipeline.serde import Serde
 
     serde = Serde.from_settings(settings)
@@ -76,20 +74,7 @@ def io_ceiling(settings, source: str, sink: str, events: int, batch_size: int) -
             first = time.monotonic()
         kept = [m for m in messages if m.error() is None]
         cols = tx_codec.decode_columns([m.value() for m in kept])
-        n = len(cols)
-        zeros = np.zeros(n, np.int64)
-        rows = BatchRows(
-            cols.transaction_id,
-            cols.timestamp,
-            cols.card_id,
-            cols.terminal_id,
-            cols.amount,
-            zeros,
-            zeros,
-        )
-        features = np.zeros((n, len(FEATURE_NAMES)), np.float32)
-        scored = ScoredBatch(np.zeros(n), np.zeros(n, np.int8), np.zeros(0, np.intp))
-        payloads = encode_decisions(decision_codec, rows, features, scored, model, 0, 0.0)
+        payloads = benchkit.blank_decisions(decision_codec, cols, model)
         for i, payload in zip(cols.indices.tolist(), payloads, strict=True):
             while True:
                 try:
