@@ -98,43 +98,12 @@ class Relay:
         self.records = self.batches = self.commits = 0
         self.assigned: set[int] = set()
 
-    # --- the scorer's client settings (ScorerWorker._consumer_config / _producer_config)
+    # --- the scorer's own client settings ---------------------------------------------
     def _consumer_config(self) -> dict[str, Any]:
-        config = self.config
-        return self.settings.librdkafka_config(
-            **{
-                "group.id": config.group_id,
-                "group.instance.id": config.worker_id,
-                "session.timeout.ms": config.session_timeout_ms,
-                "client.id": config.worker_id,
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "isolation.level": "read_committed",
-                "partition.assignment.strategy": "cooperative-sticky",
-                "fetch.min.bytes": config.fetch_min_bytes,
-                "fetch.wait.max.ms": 10,
-                "queued.min.messages": 20000,
-                "fetch.queue.backoff.ms": config.fetch_queue_backoff_ms,
-            }
-        )
+        return self.settings.librdkafka_config(**self.config.consumer_overrides())
 
     def _producer_config(self) -> dict[str, Any]:
-        config = self.config
-        overrides: dict[str, Any] = {
-            "client.id": config.worker_id,
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": config.linger_ms,
-            "batch.size": 1_000_000,
-            "compression.type": config.compression,
-            "queue.buffering.max.messages": 500_000,
-            "delivery.report.only.error": True,
-            "on_delivery": self._delivered,
-        }
-        if config.exactly_once:
-            overrides["transactional.id"] = config.effective_transactional_id
-            overrides["transaction.timeout.ms"] = 15_000
-        return overrides
+        return {**self.config.producer_overrides(), "on_delivery": self._delivered}
 
     def _delivered(self, error: KafkaError | None, message: Message) -> None:
         if error is not None:

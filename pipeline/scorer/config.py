@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass, field
+from typing import Any
 
 
 def default_worker_id() -> str:
@@ -77,3 +78,43 @@ class ScorerConfig:
     @property
     def effective_transactional_id(self) -> str:
         return self.transactional_id or f"{self.group_id}-{self.worker_id}"
+
+    def consumer_overrides(self) -> dict[str, Any]:
+        """librdkafka settings of the worker's input consumer (no callbacks)."""
+        return {
+            "group.id": self.group_id,
+            # Static membership: a worker restarted under the same id (after a
+            # crash or a deploy) takes its partitions back at once instead of
+            # waiting for the dead member's session to expire.
+            "group.instance.id": self.worker_id,
+            "session.timeout.ms": self.session_timeout_ms,
+            "client.id": f"scorer-{self.worker_id}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "partition.assignment.strategy": "cooperative-sticky",
+            "fetch.min.bytes": self.fetch_min_bytes,
+            "fetch.wait.max.ms": 10,
+            "queued.min.messages": 20000,
+            "fetch.queue.backoff.ms": self.fetch_queue_backoff_ms,
+        }
+
+    def producer_overrides(self) -> dict[str, Any]:
+        """librdkafka settings of the worker's output producer (no callbacks)."""
+        overrides: dict[str, Any] = {
+            "client.id": f"scorer-{self.worker_id}",
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": self.linger_ms,
+            "batch.size": 1_000_000,
+            "compression.type": self.compression,
+            "queue.buffering.max.messages": 500_000,
+            # Delivery reports cost a Python call per record; only failures matter.
+            "delivery.report.only.error": True,
+        }
+        if self.exactly_once:
+            overrides["transactional.id"] = self.effective_transactional_id
+            # A dead worker's open transaction blocks read_committed readers of
+            # its partitions until it times out: keep that short.
+            overrides["transaction.timeout.ms"] = 15_000
+        return overrides

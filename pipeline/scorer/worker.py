@@ -989,46 +989,12 @@ class ScorerWorker:
     # --- client configuration ---------------------------------------------------------
     def _consumer_config(self) -> dict[str, Any]:
         return self.settings.librdkafka_config(
-            **{
-                "group.id": self.config.group_id,
-                # Static membership: a worker restarted under the same id (after a
-                # crash or a deploy) takes its partitions back at once instead of
-                # waiting for the dead member's session to expire.
-                "group.instance.id": self.config.worker_id,
-                "session.timeout.ms": self.config.session_timeout_ms,
-                "client.id": f"scorer-{self.config.worker_id}",
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "isolation.level": "read_committed",
-                "partition.assignment.strategy": "cooperative-sticky",
-                "fetch.min.bytes": self.config.fetch_min_bytes,
-                "fetch.wait.max.ms": 10,
-                "queued.min.messages": 20000,
-                "fetch.queue.backoff.ms": self.config.fetch_queue_backoff_ms,
-                "statistics.interval.ms": 5000,
-                "stats_cb": self._on_stats,
-            }
+            **self.config.consumer_overrides(),
+            **{"statistics.interval.ms": 5000, "stats_cb": self._on_stats},
         )
 
     def _producer_config(self) -> dict[str, Any]:
-        overrides: dict[str, Any] = {
-            "client.id": f"scorer-{self.config.worker_id}",
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": self.config.linger_ms,
-            "batch.size": 1_000_000,
-            "compression.type": self.config.compression,
-            "queue.buffering.max.messages": 500_000,
-            # Delivery reports cost a Python call per record; only failures matter.
-            "delivery.report.only.error": True,
-            "on_delivery": self._delivered,
-        }
-        if self.config.exactly_once:
-            overrides["transactional.id"] = self.config.effective_transactional_id
-            # A dead worker's open transaction blocks read_committed readers of
-            # its partitions until it times out: keep that short.
-            overrides["transaction.timeout.ms"] = 15_000
-        return overrides
+        return {**self.config.producer_overrides(), "on_delivery": self._delivered}
 
     def _on_stats(self, raw: str) -> None:
         try:
