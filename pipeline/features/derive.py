@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
+
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
@@ -9,12 +12,14 @@ import pandas as pd
 from pipeline.features.errors import FeatureError
 from pipeline.features.primitives import CardPrimitives
 from pipeline.features.spec import (
+    CARD_WINDOWS_MS,
     DAY_MS,
     FEATURES,
     HOUR_MS,
     FeatureSpec,
 )
 from pipeline.features.terminal import TerminalPrimitives
+from pipeline.jit import kernel
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -25,45 +30,67 @@ _MIN_AMOUNT = 0.01
 _LONG_MS = 30 * DAY_MS
 
 
-def transaction_value(spec: FeatureSpec, ts_ms: I64, amount: F64) -> F64:
-    """Features of the transaction alone (amount, calendar; timestamps are UTC)."""
-    if spec.stat == "amount":
-        return amount.astype(np.float64)
-    days = np.floor_divide(ts_ms, DAY_MS)
-    if spec.stat == "is_weekend":
-        return (((days + 3) % 7) >= 5).astype(np.float64)  # 1970-01-01 was a Thursday
-    if spec.stat == "is_night":
-        night: F64 = ((ts_ms - days * DAY_MS) // HOUR_MS <= 6).astype(np.float64)
-        return night
-    raise FeatureError(f"unknown transaction statistic {spec.stat!r}")
+# Column codes of the compiled evaluator: transaction statistics, then card ones.
+_TRANSACTION_STATS = ("amount", "is_weekend", "is_night")
+_CARD_STATS = (
+    "seconds_since_previous",
+    "count",
+    "mean_amount",
+    "amount_to_mean",
+    "amount_zscore",
+    "amount_to_max",
+    "max_to_mean",
+)
+_CODES = {
+    **{("transaction", stat): code for code, stat in enumerate(_TRANSACTION_STATS)},
+    **{("card", stat): len(_TRANSACTION_STATS) + code for code, stat in enumerate(_CARD_STATS)},
+}
+_TERMINAL = -1  # a column the compiled pass leaves to terminal_value
 
 
-def card_value(spec: FeatureSpec, amount: F64, prims: CardPrimitives) -> F64:
-    """Card features; windows include the current transaction where they count it."""
-    w = spec.window_ms
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if spec.stat == "seconds_since_previous":
-            return prims.gap_ms / 1000.0
-        n = prims.count[w].astype(np.float64)
-        if spec.stat == "count":
-            return n + 1.0
-        if spec.stat == "mean_amount":
-            return (prims.total[w] + amount) / (n + 1.0)
-        prev_mean = np.where(n > 0, prims.total[w] / n, np.nan)
-        if spec.stat == "amount_to_mean":
-            return amount / np.maximum(prev_mean, _MIN_AMOUNT)
-        if spec.stat == "amount_zscore":
-            var = np.maximum(prims.total_sq[w] / n - prev_mean * prev_mean, 0.0)
-            # +1 inside the root: a smooth floor of one currency unit on the spread.
-            zscore: F64 = (amount - prev_mean) / np.sqrt(var + 1.0)
-            return zscore
-        if spec.stat == "amount_to_max":
-            return amount / np.maximum(prims.max_amount[w], _MIN_AMOUNT)
-        if spec.stat == "max_to_mean":
-            n_long = prims.count[_LONG_MS].astype(np.float64)
-            long_mean = np.where(n_long > 0, prims.total[_LONG_MS] / n_long, np.nan)
-            return prims.max_amount[w] / np.maximum(long_mean, _MIN_AMOUNT)
-    raise FeatureError(f"unknown card statistic {spec.stat!r}")
+@dataclass(frozen=True)
+class _Plan:
+    """How :func:`assemble` fills each column of one feature tuple."""
+
+    codes: I64  # per column: a code of _CODES, or _TERMINAL
+    window_index: I64  # per column: row of the stacked card windows (0 if none)
+    windows: tuple[int, ...]  # card windows stacked, in that order
+    long_index: int  # row of the 30-day window (max_to_mean's baseline), -1 if unused
+    terminal: tuple[tuple[int, FeatureSpec], ...]  # (column, spec) left to terminal_value
+
+
+@functools.lru_cache(maxsize=32)
+def _plan(features: tuple[FeatureSpec, ...]) -> _Plan:
+    windows: list[int] = []
+
+    def window(w: int) -> int:
+        if w not in windows:
+            windows.append(w)
+        return windows.index(w)
+
+    codes, index, terminal = [], [], []
+    uses_long = False
+    for column, spec in enumerate(features):
+        if spec.entity == "terminal":
+            codes.append(_TERMINAL)
+            index.append(0)
+            terminal.append((column, spec))
+            continue
+        code = _CODES.get((spec.entity, spec.stat))
+        if code is None:
+            raise FeatureError(f"unknown {spec.entity} statistic {spec.stat!r}")
+        needs_window = spec.entity == "card" and spec.stat != "seconds_since_previous"
+        codes.append(code)
+        index.append(window(spec.window_ms) if needs_window else 0)
+        uses_long = uses_long or spec.stat == "max_to_mean"
+    long_index = window(_LONG_MS) if uses_long else -1
+    return _Plan(
+        codes=np.asarray(codes, np.int64),
+        window_index=np.asarray(index, np.int64),
+        windows=tuple(windows),
+        long_index=long_index,
+        terminal=tuple(terminal),
+    )
 
 
 def terminal_value(spec: FeatureSpec, prims: TerminalPrimitives) -> F64:
@@ -91,20 +118,111 @@ def assemble(
 ) -> F32:
     """The float32 feature matrix, columns in ``features`` order.
 
-    ``terminal=None`` leaves terminal columns NaN (e.g. a scorer whose terminal
-    table is not loaded yet); the model treats them as missing.
+    Transaction and card columns come from one compiled pass over the rows
+    (:func:`_card_columns`, the only place their formulas live); terminal
+    columns from :func:`terminal_value`. ``terminal=None`` leaves terminal
+    columns NaN (e.g. a scorer whose terminal table is not loaded yet); the
+    model treats them as missing.
     """
-    out = np.empty((len(ts_ms), len(features)), dtype=np.float32)
-    for j, spec in enumerate(features):
-        if spec.entity == "transaction":
-            out[:, j] = transaction_value(spec, ts_ms, amount)
-        elif spec.entity == "card":
-            out[:, j] = card_value(spec, amount, card)
-        elif terminal is None:
-            out[:, j] = np.nan
-        else:
-            out[:, j] = terminal_value(spec, terminal)
+    plan = _plan(tuple(features))
+    n = len(ts_ms)
+    out = np.empty((n, len(features)), dtype=np.float32)
+    windows = plan.windows
+    if windows:
+        count = np.stack([card.count[w] for w in windows]).astype(np.int64, copy=False)
+        total = np.stack([card.total[w] for w in windows]).astype(np.float64, copy=False)
+        total_sq = np.stack([card.total_sq[w] for w in windows]).astype(np.float64, copy=False)
+        max_amount = np.stack([card.max_amount[w] for w in windows]).astype(np.float64, copy=False)
+    else:
+        count = np.zeros((0, n), np.int64)
+        total = total_sq = max_amount = np.zeros((0, n), np.float64)
+    _card_columns(
+        plan.codes, plan.window_index, plan.long_index,
+        np.ascontiguousarray(ts_ms, np.int64), np.ascontiguousarray(amount, np.float64),
+        count, total, total_sq, max_amount, np.ascontiguousarray(card.gap_ms, np.float64), out,
+    )  # fmt: skip
+    for column, spec in plan.terminal:
+        out[:, column] = np.nan if terminal is None else terminal_value(spec, terminal)
     return out
+
+
+@kernel
+def _floored(value: float) -> float:  # pragma: no cover - compiled
+    """``max(value, _MIN_AMOUNT)``, NaN staying NaN (as ``np.maximum``)."""
+    return value if (value != value or value > _MIN_AMOUNT) else _MIN_AMOUNT
+
+
+@kernel
+def _card_columns(  # pragma: no cover - compiled
+    codes: I64,
+    window_index: I64,
+    long_index: int,
+    ts_ms: I64,
+    amount: F64,
+    count: I64,
+    total: F64,
+    total_sq: F64,
+    max_amount: F64,
+    gap_ms: F64,
+    out: F32,
+) -> None:
+    """Transaction and card feature values of every row (float64, stored as float32).
+
+    Windows count the current transaction where a statistic includes it
+    (``count``, ``mean_amount``); the others compare it with the earlier rows.
+    """
+    nan = np.nan
+    for row in range(len(ts_ms)):
+        a = amount[row]
+        t = ts_ms[row]
+        for column in range(len(codes)):
+            code = codes[column]
+            if code < 0:
+                continue
+            w = window_index[column]
+            if code == 0:  # amount
+                value = a
+            elif code == 1:  # is_weekend (1970-01-01 was a Thursday); UTC
+                value = 1.0 if ((t // DAY_MS) + 3) % 7 >= 5 else 0.0
+            elif code == 2:  # is_night: hour <= 6
+                value = 1.0 if (t - (t // DAY_MS) * DAY_MS) // HOUR_MS <= 6 else 0.0
+            elif code == 3:  # seconds_since_previous (NaN for a card's first row)
+                value = gap_ms[row] / 1000.0
+            else:
+                n = float(count[w, row])
+                prev_mean = total[w, row] / n if n > 0 else nan
+                if code == 4:  # count, this transaction included
+                    value = n + 1.0
+                elif code == 5:  # mean_amount, this transaction included
+                    value = (total[w, row] + a) / (n + 1.0)
+                elif code == 6:  # amount_to_mean
+                    value = a / _floored(prev_mean)
+                elif code == 7:  # amount_zscore; +1 in the root: a smooth one-unit floor
+                    if n > 0:
+                        var = total_sq[w, row] / n - prev_mean * prev_mean
+                        var = var if (var != var or var > 0.0) else 0.0
+                        value = (a - prev_mean) / np.sqrt(var + 1.0)
+                    else:
+                        value = nan
+                elif code == 8:  # amount_to_max (NaN when the window is empty)
+                    value = a / _floored(max_amount[w, row])
+                else:  # max_to_mean: the window's max against the 30-day mean
+                    n_long = float(count[long_index, row])
+                    long_mean = total[long_index, row] / n_long if n_long > 0 else nan
+                    value = max_amount[w, row] / _floored(long_mean)
+            out[row, column] = value
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) the feature kernel."""
+    prims = CardPrimitives(
+        count={w: np.zeros(1, np.int64) for w in CARD_WINDOWS_MS},
+        total={w: np.zeros(1) for w in CARD_WINDOWS_MS},
+        total_sq={w: np.zeros(1) for w in CARD_WINDOWS_MS},
+        max_amount={w: np.full(1, np.nan) for w in CARD_WINDOWS_MS},
+        gap_ms=np.full(1, np.nan),
+    )
+    assemble(np.zeros(1, np.int64), np.ones(1), prims, None)
 
 
 def terminal_feature_frame(

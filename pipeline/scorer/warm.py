@@ -12,7 +12,7 @@ import logging
 import time
 
 from pipeline import hashindex
-from pipeline.features import online, terminal
+from pipeline.features import derive, online, terminal
 from pipeline.scoring import window_stats
 from pipeline.serde import fast_encode, vectorized
 
@@ -23,6 +23,7 @@ def warm_up() -> None:
     """Run every hot-path kernel once on a tiny input."""
     started = time.monotonic()
     online.warm_up()
+    derive.warm_up()
     terminal.warm_up()
     vectorized.warm_up()
     fast_encode.warm_up()

@@ -174,7 +174,9 @@ class PendingDecisions:
             actions,
             model_name,
             model_version,
-            np.broadcast_to(np.asarray(decided_at, np.int64), (n,)),
+            np.full(n, decided_at, np.int64)
+            if np.ndim(decided_at) == 0
+            else np.asarray(decided_at, np.int64),
             ids,
         )
         base = number << _ROW_BITS
