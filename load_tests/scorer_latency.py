@@ -405,7 +405,11 @@ def run_mode(
     bootstrap: str,
     registry_dir: str,
     work: Path,
+    *,
+    scorer_too: bool = True,
 ) -> dict[str, Any]:
+    """One try of ``mode``: the scorer, then (``args.relay``) the relay, at every rate.
+    ``scorer_too=False`` runs the relay alone."""
     from pipeline.kafka.admin import create_topics
     from pipeline.settings import TopicNames, load_settings
 
@@ -459,27 +463,29 @@ def run_mode(
     scorer = producer = probe = None
     rows: list[dict[str, Any]] = []
     relay_rows: list[dict[str, Any]] = []
+    index = 0
     try:
-        log(f"{mode}: starting the scorer and the producer")
-        profile = f"{args.profile_scorer}.{mode}" if args.profile_scorer else None
-        scorer = ScorerProcess(env, scorer_args, work / f"scorer-{mode}.log", profile)
         producer = ProducerProcess(producer_config, header, rests, keys)
-        from pipeline.serde import Serde
+        if scorer_too:
+            from pipeline.serde import Serde
 
-        probe = latency_probe.DecisionProbe(
-            probe_config,
-            names["dec"],
-            args.partitions,
-            Serde.from_settings(settings).codec("Decision").decode,
-        )
-        scorer.wait_ready(args.start_timeout)
-        rows, index = measure_rates(mode, scorer, producer, probe, names["tx"], args, 0)
-        check_wire(settings, probe)
-        scorer.stop()
-        log(f"{mode}: scorer said: {scorer.tail(2)}")
-        scorer = None
-        probe.close()
-        probe = None
+            log(f"{mode}: starting the scorer")
+            profile = f"{args.profile_scorer}.{mode}" if args.profile_scorer else None
+            scorer = ScorerProcess(env, scorer_args, work / f"scorer-{mode}.log", profile)
+            probe = latency_probe.DecisionProbe(
+                probe_config,
+                names["dec"],
+                args.partitions,
+                Serde.from_settings(settings).codec("Decision").decode,
+            )
+            scorer.wait_ready(args.start_timeout)
+            rows, index = measure_rates(mode, scorer, producer, probe, names["tx"], args, 0)
+            check_wire(settings, probe)
+            scorer.stop()
+            log(f"{mode}: scorer said: {scorer.tail(2)}")
+            scorer = None
+            probe.close()
+            probe = None
         if args.relay:
             relay_rows, index = run_relay(mode, args, env, settings, producer, index, work)
     finally:
@@ -590,6 +596,13 @@ def parse_args() -> argparse.Namespace:
         help="most seconds to wait for the last decisions of a rate",
     )
     parser.add_argument("--pause", type=float, default=1.0, help="idle seconds between rates")
+    parser.add_argument(
+        "--broker-warmup",
+        type=float,
+        default=20.0,
+        help="seconds of relay traffic at the top rate before the first try, not measured: "
+        "a broker's first tens of seconds of a new load are slower (0: none)",
+    )
     parser.add_argument("--start-timeout", type=float, default=180.0)
     parser.add_argument(
         "--profile-scorer",
@@ -653,6 +666,17 @@ def main() -> None:
         stream = encoded_stream(settings, stream_frame)
         # Tries alternate (every mode, scorer then relay, then again), so a burst
         # of load from elsewhere on the machine lands in one try, not in one side.
+        if args.broker_warmup > 0:
+            top = max(args.rates)
+            log(f"warming the broker: the relay at {top:.0f}/s for {args.broker_warmup:.0f}s")
+            warm = argparse.Namespace(
+                **{**vars(args), "rates": [top], "seconds": args.broker_warmup, "warmup": 0.0}
+            )
+            warm.relay = True
+            run_mode(
+                args.modes[0], warm, base_env, stream, shared, bootstrap, registry_dir,
+                Path(work), scorer_too=False,
+            )  # fmt: skip
         tries: dict[str, list[dict[str, Any]]] = {mode: [] for mode in args.modes}
         for attempt in range(args.tries):
             if args.tries > 1:

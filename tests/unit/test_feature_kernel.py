@@ -36,7 +36,8 @@ def reference(spec: FeatureSpec, ts: npt.NDArray[np.int64], amount: F64, p: Card
         if spec.stat == "is_weekend":
             return (((days + 3) % 7) >= 5).astype(np.float64)
         if spec.stat == "is_night":
-            return ((ts - days * DAY_MS) // HOUR_MS <= 6).astype(np.float64)
+            night: F64 = ((ts - days * DAY_MS) // HOUR_MS <= 6).astype(np.float64)
+            return night
         if spec.stat == "seconds_since_previous":
             return p.gap_ms / 1000.0
         n = p.count[w].astype(np.float64)
@@ -49,7 +50,8 @@ def reference(spec: FeatureSpec, ts: npt.NDArray[np.int64], amount: F64, p: Card
             return amount / np.maximum(prev_mean, 0.01)
         if spec.stat == "amount_zscore":
             var = np.maximum(p.total_sq[w] / n - prev_mean * prev_mean, 0.0)
-            return (amount - prev_mean) / np.sqrt(var + 1.0)
+            zscore: F64 = (amount - prev_mean) / np.sqrt(var + 1.0)
+            return zscore
         if spec.stat == "amount_to_max":
             return amount / np.maximum(p.max_amount[w], 0.01)
         if spec.stat == "max_to_mean":
