@@ -30,20 +30,20 @@ _MIN_AMOUNT = 0.01
 _LONG_MS = 30 * DAY_MS
 
 
-# Column codes of the compiled evaluator: transaction statistics, then card ones.
-_TRANSACTION_STATS = ("amount", "is_weekend", "is_night")
-_CARD_STATS = (
-    "seconds_since_previous",
-    "count",
-    "mean_amount",
-    "amount_to_mean",
-    "amount_zscore",
-    "amount_to_max",
-    "max_to_mean",
-)
+# Column codes of the compiled evaluator (the kernel branches on these names).
+_AMOUNT, _IS_WEEKEND, _IS_NIGHT = 0, 1, 2
+_GAP, _COUNT, _MEAN, _TO_MEAN, _ZSCORE, _TO_MAX, _MAX_TO_MEAN = 3, 4, 5, 6, 7, 8, 9
 _CODES = {
-    **{("transaction", stat): code for code, stat in enumerate(_TRANSACTION_STATS)},
-    **{("card", stat): len(_TRANSACTION_STATS) + code for code, stat in enumerate(_CARD_STATS)},
+    ("transaction", "amount"): _AMOUNT,
+    ("transaction", "is_weekend"): _IS_WEEKEND,
+    ("transaction", "is_night"): _IS_NIGHT,
+    ("card", "seconds_since_previous"): _GAP,
+    ("card", "count"): _COUNT,
+    ("card", "mean_amount"): _MEAN,
+    ("card", "amount_to_mean"): _TO_MEAN,
+    ("card", "amount_zscore"): _ZSCORE,
+    ("card", "amount_to_max"): _TO_MAX,
+    ("card", "max_to_mean"): _MAX_TO_MEAN,
 }
 _TERMINAL = -1  # a column the compiled pass leaves to terminal_value
 
@@ -180,33 +180,33 @@ def _card_columns(  # pragma: no cover - compiled
             if code < 0:
                 continue
             w = window_index[column]
-            if code == 0:  # amount
+            if code == _AMOUNT:
                 value = a
-            elif code == 1:  # is_weekend (1970-01-01 was a Thursday); UTC
+            elif code == _IS_WEEKEND:  # 1970-01-01 was a Thursday; UTC
                 value = 1.0 if ((t // DAY_MS) + 3) % 7 >= 5 else 0.0
-            elif code == 2:  # is_night: hour <= 6
+            elif code == _IS_NIGHT:  # hour <= 6
                 value = 1.0 if (t - (t // DAY_MS) * DAY_MS) // HOUR_MS <= 6 else 0.0
-            elif code == 3:  # seconds_since_previous (NaN for a card's first row)
+            elif code == _GAP:  # seconds since the previous (NaN for a card's first row)
                 value = gap_ms[row] / 1000.0
             else:
                 n = float(count[w, row])
                 prev_mean = total[w, row] / n if n > 0 else nan
-                if code == 4:  # count, this transaction included
+                if code == _COUNT:  # this transaction included
                     value = n + 1.0
-                elif code == 5:  # mean_amount, this transaction included
+                elif code == _MEAN:  # this transaction included
                     value = (total[w, row] + a) / (n + 1.0)
-                elif code == 6:  # amount_to_mean
+                elif code == _TO_MEAN:
                     value = a / _floored(prev_mean)
-                elif code == 7:  # amount_zscore; +1 in the root: a smooth one-unit floor
+                elif code == _ZSCORE:  # +1 in the root: a smooth one-unit floor
                     if n > 0:
                         var = total_sq[w, row] / n - prev_mean * prev_mean
                         var = var if (var != var or var > 0.0) else 0.0
                         value = (a - prev_mean) / np.sqrt(var + 1.0)
                     else:
                         value = nan
-                elif code == 8:  # amount_to_max (NaN when the window is empty)
+                elif code == _TO_MAX:  # NaN when the window is empty
                     value = a / _floored(max_amount[w, row])
-                else:  # max_to_mean: the window's max against the 30-day mean
+                else:  # _MAX_TO_MEAN: the window's max against the 30-day mean
                     n_long = float(count[long_index, row])
                     long_mean = total[long_index, row] / n_long if n_long > 0 else nan
                     value = max_amount[w, row] / _floored(long_mean)
