@@ -410,11 +410,8 @@ def run_mode(
     bootstrap: str,
     registry_dir: str,
     work: Path,
-    *,
-    scorer_too: bool = True,
 ) -> dict[str, Any]:
-    """One try of ``mode``: the scorer, then (``args.relay``) the relay, at every rate.
-    ``scorer_too=False`` runs the relay alone."""
+    """One try of ``mode``: the scorer, then (``args.relay``) the relay, at every rate."""
     from pipeline.kafka.admin import create_topics
     from pipeline.settings import TopicNames, load_settings
 
@@ -468,29 +465,27 @@ def run_mode(
     scorer = producer = probe = None
     rows: list[dict[str, Any]] = []
     relay_rows: list[dict[str, Any]] = []
-    index = 0
     try:
+        log(f"{mode}: starting the scorer and the producer")
+        profile = f"{args.profile_scorer}.{mode}" if args.profile_scorer else None
+        scorer = ScorerProcess(env, scorer_args, work / f"scorer-{mode}.log", profile)
         producer = ProducerProcess(producer_config, header, rests, keys)
-        if scorer_too:
-            from pipeline.serde import Serde
+        from pipeline.serde import Serde
 
-            log(f"{mode}: starting the scorer")
-            profile = f"{args.profile_scorer}.{mode}" if args.profile_scorer else None
-            scorer = ScorerProcess(env, scorer_args, work / f"scorer-{mode}.log", profile)
-            probe = latency_probe.DecisionProbe(
-                probe_config,
-                names["dec"],
-                args.partitions,
-                Serde.from_settings(settings).codec("Decision").decode,
-            )
-            scorer.wait_ready(args.start_timeout)
-            rows, index = measure_rates(mode, scorer, producer, probe, names["tx"], args, 0)
-            check_wire(settings, probe)
-            scorer.stop()
-            log(f"{mode}: scorer said: {scorer.tail(2)}")
-            scorer = None
-            probe.close()
-            probe = None
+        probe = latency_probe.DecisionProbe(
+            probe_config,
+            names["dec"],
+            args.partitions,
+            Serde.from_settings(settings).codec("Decision").decode,
+        )
+        scorer.wait_ready(args.start_timeout)
+        rows, index = measure_rates(mode, scorer, producer, probe, names["tx"], args, 0)
+        check_wire(settings, probe)
+        scorer.stop()
+        log(f"{mode}: scorer said: {scorer.tail(2)}")
+        scorer = None
+        probe.close()
+        probe = None
         if args.relay:
             relay_rows, index = run_relay(mode, args, env, settings, producer, index, work)
     finally:
@@ -670,8 +665,6 @@ def main() -> None:
         log("publishing terminal histories (backfill)")
         backfill(settings, history)
         stream = encoded_stream(settings, stream_frame)
-        # Tries alternate (every mode, scorer then relay, then again), so a burst
-        # of load from elsewhere on the machine lands in one try, not in one side.
         # A broker's first tens of seconds under a new load are slow, and the
         # scorer's first exactly-once run on it slower still (a relay warm-up
         # alone did not absorb that): warm it with both, in every mode, unmeasured.
@@ -682,10 +675,9 @@ def main() -> None:
                 **{**vars(args), "rates": [top], "seconds": args.broker_warmup, "warmup": 0.0}
             )
             warm.relay = True
-            run_mode(
-                mode, warm, base_env, stream, shared, bootstrap, registry_dir, Path(work),
-                scorer_too=True,
-            )  # fmt: skip
+            run_mode(mode, warm, base_env, stream, shared, bootstrap, registry_dir, Path(work))
+        # Tries alternate (every mode, scorer then relay, then again), so a burst
+        # of load from elsewhere on the machine lands in one try, not in one side.
         tries: dict[str, list[dict[str, Any]]] = {mode: [] for mode in args.modes}
         for attempt in range(args.tries):
             if args.tries > 1:
