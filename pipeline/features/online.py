@@ -40,6 +40,8 @@ _MAGIC_WORD = int.from_bytes(_MAGIC, "little")
 #: Smallest segment (one sentinel position + 7 rows).
 _MIN_CAPACITY = 8
 _MIN_POOL = 1024
+#: Bytes per pool position: timestamp, amount, two prefix sums, back link.
+_POSITION_BYTES = 40
 
 
 class CardStateStore:
@@ -52,18 +54,31 @@ class CardStateStore:
     segment is compacted, or moved to a larger segment when the
     retained rows fill three quarters of it). Per pool position: timestamp,
     amount, the segment's prefix sums of amount and amount squared, and the
-    distance back to the previous larger amount (40 bytes). Freed segments are
-    reclaimed by repacking the pool once they make up half of it.
+    distance back to the previous larger amount (40 bytes). Segment capacities come
+    in size classes (8, 16, 24, 32, 48, 64, 96, ...); a freed segment (its card moved
+    to a larger one, or was dropped) goes on its class's free list and is reused by
+    the next segment of that class before the pool grows, so a pool whose cards
+    have settled neither grows nor stops to repack. The pool is repacked only when
+    it is full and free segments make up half of it.
+
+    ``reserve``: pool positions to allocate at the first growth. The scorer asks for
+    millions: a larger pool is a copy of the whole state, which stalls the batch
+    (about 110 ms at 1.2M positions on a 2-core host), whereas a large zeroed
+    allocation is mapped lazily by the OS, so memory is committed only as rows
+    are written.
 
     A row whose timestamp is earlier than its card's latest is taken as made at
     that latest time (its windows, gap and stored timestamp use it), so the
     history stays ordered.
     """
 
-    def __init__(self, history_ms: int = CARD_HISTORY_MS) -> None:
+    def __init__(self, history_ms: int = CARD_HISTORY_MS, *, reserve: int = 0) -> None:
         if history_ms <= 0:
             raise FeatureError("history_ms must be positive")
+        if reserve < 0:
+            raise FeatureError("reserve must not be negative")
         self.history_ms = history_ms
+        self._reserve_positions = reserve
         self._windows: tuple[int, ...] = CARD_WINDOWS_MS
         searched = list(self._windows)
         if history_ms not in searched:
@@ -80,7 +95,8 @@ class CardStateStore:
         self._probe = np.zeros(64, np.int64)  # scratch for finding repeated slots
         self._tag = np.full(64, -1, np.int64)  # per slot: the caller's tag (e.g. a partition)
         self._used = 0
-        self._garbage = 0
+        self._garbage = 0  # positions in free segments (all on the free lists)
+        self._free_segments = _FreeSegments()
         self._ts = np.zeros(0, np.int64)
         self._amount = np.zeros(0, np.float64)
         self._sums = np.zeros((0, 2), np.float64)  # prefix sums of amount, amount**2
@@ -98,19 +114,11 @@ class CardStateStore:
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the state arrays (for a memory gauge)."""
-        arrays = (
-            self._ts,
-            self._amount,
-            self._sums,
-            self._back,
-            self._base,
-            self._cap,
-            self._live,
-            self._end,
-            self._tag,
-        )
-        return sum(x.nbytes for x in arrays) + self._probe.nbytes
+        """Bytes of the state in use (for a memory gauge): the pool up to its last
+        segment, free ones included, and the per-slot arrays. A reserved pool's
+        untouched tail is not counted: the OS has not committed it."""
+        slots = (self._base, self._cap, self._live, self._end, self._tag, self._probe)
+        return self._used * _POSITION_BYTES + sum(x.nbytes for x in slots)
 
     def cards(self) -> Iterator[int]:
         """Card ids held."""
@@ -225,13 +233,31 @@ class CardStateStore:
         return ids
 
     def _allocate(self, capacity: I64) -> I64:
-        """Bases of new segments at the end of the pool (sentinels zeroed)."""
-        total = int(capacity.sum())
-        self._reserve(total)
-        bases = self._used + np.cumsum(capacity) - capacity
+        """Bases of new segments (sentinels zeroed): free segments of the same
+        class first, then the end of the pool."""
+        bases = self._free_segments.take(capacity)
+        fresh = bases < 0
+        total = int(capacity[fresh].sum())
+        if self._used + total > len(self._ts):
+            # Growing or repacking: a repack lays out held segments only and
+            # empties the free lists, so give back what was taken and start over.
+            taken = ~fresh
+            self._free_segments.release(bases[taken], capacity[taken])
+            self._reserve(int(capacity.sum()))
+            bases = self._free_segments.take(capacity)
+            fresh = bases < 0
+            total = int(capacity[fresh].sum())
+        self._garbage -= int(capacity[~fresh].sum())
+        wanted = capacity[fresh]
+        bases[fresh] = self._used + np.cumsum(wanted) - wanted
         self._used += total
         self._sums[bases] = 0.0
         return bases
+
+    def _release(self, bases: I64, capacity: I64) -> None:
+        """Put segments no slot uses any more on the free lists."""
+        self._free_segments.release(bases, capacity)
+        self._garbage += int(capacity.sum())
 
     def _reserve(self, extra: int) -> None:
         """Make room for ``extra`` positions at the end of the pool."""
@@ -242,7 +268,9 @@ class CardStateStore:
             self._repack()
             if self._used + extra <= size:
                 return
-        size = max(size + size // 2, (self._used + extra) * 5 // 4, _MIN_POOL)
+        size = max(
+            size + size // 2, (self._used + extra) * 5 // 4, _MIN_POOL, self._reserve_positions
+        )
         used = self._used
         ts = np.zeros(size, np.int64)
         ts[:used] = self._ts[:used]
@@ -264,10 +292,11 @@ class CardStateStore:
         grow = slots[~fits]
         if len(grow):
             capacity = _capacity_for(required[~fits] - 1)
-            bases = self._allocate(capacity)  # may repack: old segments still count
-            self._garbage += int(self._cap[grow].sum())
+            bases = self._allocate(capacity)  # may repack: the old segments are still held
+            old_bases, old_capacity = self._base[grow], self._cap[grow]
             self._cap[grow] = capacity
             _move_own(grow, bases, *self._layout())
+            self._release(old_bases, old_capacity)
 
     def _layout(self) -> tuple[I64, I64, I64, I64, F64, F64, I64]:
         return self._base, self._live, self._end, self._ts, self._amount, self._sums, self._back
@@ -306,6 +335,7 @@ class CardStateStore:
         self._move(slots, bases)
         self._used = int(capacity.sum())
         self._garbage = 0
+        self._free_segments = _FreeSegments()
 
     def tag_cards(self, card_ids: Iterable[int], tag: int) -> None:
         """Set the tag of cards held (others are ignored)."""
@@ -327,7 +357,7 @@ class CardStateStore:
         """Forget cards (unknown ones are ignored); their space is reclaimed by repacking."""
         slots = self._slot.pop_many(_ids(card_ids))
         slots = slots[slots >= 0]
-        self._garbage += int(self._cap[slots].sum())
+        self._release(self._base[slots], self._cap[slots])
         self._cap[slots] = 0
         self._free.extend(slots.tolist())
 
@@ -644,7 +674,53 @@ def _runs(start: I64, length: I64) -> I64:
     return positions
 
 
+#: Segment size classes: 8, then powers of two and one and a half times them.
+_CLASSES = np.unique(
+    np.concatenate(([_MIN_CAPACITY], 1 << np.arange(3, 48), 3 << np.arange(3, 47))).astype(np.int64)
+)
+
+
 def _capacity_for(rows: I64) -> I64:
-    """Segment capacity for ``rows`` rows (+ sentinel): half as much again, in multiples of 8."""
+    """Segment capacity for ``rows`` rows (+ sentinel): half as much again, rounded up
+    to a size class."""
     need = (1 + np.asarray(rows, dtype=np.int64)) * 3 // 2
-    return np.maximum((need + 7) // 8 * 8, _MIN_CAPACITY)
+    capacity: I64 = _CLASSES[np.searchsorted(_CLASSES, need)]
+    return capacity
+
+
+class _FreeSegments:
+    """Bases of free segments, one stack per capacity."""
+
+    def __init__(self) -> None:
+        self._stacks: dict[int, I64] = {}
+        self._counts: dict[int, int] = {}
+
+    def release(self, bases: I64, capacity: I64) -> None:
+        if not len(bases):
+            return
+        for cap in np.unique(capacity).tolist():
+            mine = bases[capacity == cap]
+            count = self._counts.get(cap, 0)
+            stack = self._stacks.get(cap)
+            if stack is None or count + len(mine) > len(stack):
+                grown = np.empty(max(2 * (count + len(mine)), 16), np.int64)
+                if stack is not None:
+                    grown[:count] = stack[:count]
+                self._stacks[cap] = stack = grown
+            stack[count : count + len(mine)] = mine
+            self._counts[cap] = count + len(mine)
+
+    def take(self, capacity: I64) -> I64:
+        """A free base for each requested capacity, or -1 where there is none."""
+        bases = np.full(len(capacity), -1, np.int64)
+        if not self._counts or not len(capacity):
+            return bases
+        for cap in np.unique(capacity).tolist():
+            count = self._counts.get(cap, 0)
+            if not count:
+                continue
+            want = np.flatnonzero(capacity == cap)
+            k = min(len(want), count)
+            bases[want[:k]] = self._stacks[cap][count - k : count]
+            self._counts[cap] = count - k
+        return bases

@@ -18,11 +18,16 @@ I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 
 
+#: Pool positions the scorer's store allocates at once (40 bytes each; committed
+#: by the OS only as rows are written): growing past it copies the whole state.
+POOL_RESERVE = 1 << 23
+
+
 class PartitionedCardState:
     """Card histories of the partitions a worker owns."""
 
-    def __init__(self) -> None:
-        self.store = CardStateStore()
+    def __init__(self, reserve: int = POOL_RESERVE) -> None:
+        self.store = CardStateStore(reserve=reserve)
         self.partitions: set[int] = set()
 
     def __len__(self) -> int:
