@@ -354,7 +354,7 @@ class CardStateStore:
         self.drop_cards([card_id])
 
     def drop_cards(self, card_ids: Iterable[int] | I64) -> None:
-        """Forget cards (unknown ones are ignored); their space is reclaimed by repacking."""
+        """Forget cards (unknown ones are ignored); their segments go on the free lists."""
         slots = self._slot.pop_many(_ids(card_ids))
         slots = slots[slots >= 0]
         self._release(self._base[slots], self._cap[slots])

@@ -8,27 +8,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_features_online_speed import assert_same, offline
 
 from pipeline.features import CardStateStore
 from pipeline.features.online import _capacity_for
-from pipeline.features.primitives import CardPrimitives, grouped_card_primitives
-from pipeline.features.spec import CARD_WINDOWS_MS, DAY_MS
-
-
-def offline(card: np.ndarray, ts: np.ndarray, amount: np.ndarray) -> CardPrimitives:
-    order = np.argsort(card, kind="stable")
-    prims = grouped_card_primitives(card[order], ts[order], amount[order])
-    back = np.empty(len(card), np.int64)
-    back[order] = np.arange(len(card))
-    return prims.take(back)
-
-
-def assert_rows_match(got: CardPrimitives, want: CardPrimitives) -> None:
-    for w in CARD_WINDOWS_MS:
-        np.testing.assert_array_equal(got.count[w], want.count[w])
-        np.testing.assert_allclose(got.total[w], want.total[w], rtol=1e-9, atol=1e-6)
-        np.testing.assert_array_equal(got.max_amount[w], want.max_amount[w])
-    np.testing.assert_array_equal(got.gap_ms, want.gap_ms)
+from pipeline.features.spec import DAY_MS
 
 
 def is_power_of_two(x: int) -> bool:
@@ -125,7 +109,7 @@ def test_drops_and_reloads_between_batches_keep_parity(
     store = CardStateStore(reserve=reserve)
     cuts = np.linspace(0, n, cycles + 2).astype(int)
     for lo, hi in itertools.pairwise(cuts.tolist()):
-        assert_rows_match(
+        assert_same(
             store.update(card[lo:hi], ts[lo:hi], amount[lo:hi]), want.take(np.arange(lo, hi))
         )
         held = list(store.cards())

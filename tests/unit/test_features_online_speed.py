@@ -126,7 +126,7 @@ def test_cards_moved_dropped_and_new_keep_parity() -> None:
     held = list(store.cards())
     moved = CardStateStore()
     moved.load_cards(held, store.dump_cards(held))
-    for c in held[::2]:  # churn: drop half (their space is reclaimed by repacking)
+    for c in held[::2]:  # churn: drop half (their segments are reused)
         store.drop_card(c)
     store.load_cards(held[::2], moved.dump_cards(held[::2]))
     for target in (store, moved):
