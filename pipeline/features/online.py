@@ -95,7 +95,6 @@ class CardStateStore:
         self._probe = np.zeros(64, np.int64)  # scratch for finding repeated slots
         self._tag = np.full(64, -1, np.int64)  # per slot: the caller's tag (e.g. a partition)
         self._used = 0
-        self._garbage = 0  # positions in free segments (all on the free lists)
         self._free_segments = _FreeSegments()
         self._ts = np.zeros(0, np.int64)
         self._amount = np.zeros(0, np.float64)
@@ -247,24 +246,18 @@ class CardStateStore:
             bases = self._free_segments.take(capacity)
             fresh = bases < 0
             total = int(capacity[fresh].sum())
-        self._garbage -= int(capacity[~fresh].sum())
         wanted = capacity[fresh]
         bases[fresh] = self._used + np.cumsum(wanted) - wanted
         self._used += total
         self._sums[bases] = 0.0
         return bases
 
-    def _release(self, bases: I64, capacity: I64) -> None:
-        """Put segments no slot uses any more on the free lists."""
-        self._free_segments.release(bases, capacity)
-        self._garbage += int(capacity.sum())
-
     def _reserve(self, extra: int) -> None:
         """Make room for ``extra`` positions at the end of the pool."""
         size = len(self._ts)
         if self._used + extra <= size:
             return
-        if self._garbage * 2 > self._used:
+        if self._free_segments.positions * 2 > self._used:
             self._repack()
             if self._used + extra <= size:
                 return
@@ -296,7 +289,7 @@ class CardStateStore:
             old_bases, old_capacity = self._base[grow], self._cap[grow]
             self._cap[grow] = capacity
             _move_own(grow, bases, *self._layout())
-            self._release(old_bases, old_capacity)
+            self._free_segments.release(old_bases, old_capacity)
 
     def _layout(self) -> tuple[I64, I64, I64, I64, F64, F64, I64]:
         return self._base, self._live, self._end, self._ts, self._amount, self._sums, self._back
@@ -334,7 +327,6 @@ class CardStateStore:
         bases = np.cumsum(capacity) - capacity
         self._move(slots, bases)
         self._used = int(capacity.sum())
-        self._garbage = 0
         self._free_segments = _FreeSegments()
 
     def tag_cards(self, card_ids: Iterable[int], tag: int) -> None:
@@ -357,7 +349,7 @@ class CardStateStore:
         """Forget cards (unknown ones are ignored); their segments go on the free lists."""
         slots = self._slot.pop_many(_ids(card_ids))
         slots = slots[slots >= 0]
-        self._release(self._base[slots], self._cap[slots])
+        self._free_segments.release(self._base[slots], self._cap[slots])
         self._cap[slots] = 0
         self._free.extend(slots.tolist())
 
@@ -694,6 +686,7 @@ class _FreeSegments:
     def __init__(self) -> None:
         self._stacks: dict[int, I64] = {}
         self._counts: dict[int, int] = {}
+        self.positions = 0  # pool positions in free segments
 
     def release(self, bases: I64, capacity: I64) -> None:
         if not len(bases):
@@ -709,6 +702,7 @@ class _FreeSegments:
                 self._stacks[cap] = stack = grown
             stack[count : count + len(mine)] = mine
             self._counts[cap] = count + len(mine)
+        self.positions += int(capacity.sum())
 
     def take(self, capacity: I64) -> I64:
         """A free base for each requested capacity, or -1 where there is none."""
@@ -723,4 +717,5 @@ class _FreeSegments:
             k = min(len(want), count)
             bases[want[:k]] = self._stacks[cap][count - k : count]
             self._counts[cap] = count - k
+            self.positions -= k * cap
         return bases
