@@ -20,9 +20,10 @@ at the goal rate), because absolute figures on a shared machine move from run
 to run. In the relay's rows ``scorer_cpu_cores`` is the relay's.
 
 Before the first try the scorer and the relay each run at the top rate for
-``--broker-warmup`` seconds in every mode, unmeasured: a broker is slow for its
-first tens of seconds under a new load, and the first exactly-once scorer run
-on a broker slower still; without this the first try paid for it.
+``--broker-warmup`` seconds in every mode, unmeasured, the first mode measured
+last: a broker is slow for its first tens of seconds under a new load, and the
+first exactly-once scorer run on a broker slower still; without this the first
+try paid for it.
 
     python load_tests/scorer_latency.py --json
     python load_tests/scorer_latency.py --modes at-least-once,exactly-once --tries 3 --json
@@ -668,8 +669,9 @@ def main() -> None:
         # A broker's first tens of seconds under a new load are slow, and the
         # scorer's first exactly-once run on it slower still (a relay warm-up
         # alone did not absorb that): warm it with both, in every mode, unmeasured.
+        # The first mode measured is warmed last, right before its first try.
         top = max(args.rates)
-        for mode in args.modes if args.broker_warmup > 0 else []:
+        for mode in reversed(args.modes) if args.broker_warmup > 0 else []:
             log(f"warming the broker: {mode}, scorer and relay at {top:.0f}/s, unmeasured")
             warm = argparse.Namespace(
                 **{**vars(args), "rates": [top], "seconds": args.broker_warmup, "warmup": 0.0}
