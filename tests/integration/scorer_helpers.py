@@ -28,6 +28,7 @@ from pipeline.registry import ModelRegistry, ModelVersion
 from pipeline.scorer import ScorerWorker
 from pipeline.serde import Serde
 from pipeline.settings import Settings, TopicNames, load_settings
+from pipeline.terminal import backfill
 
 PARTITIONS = 3
 MODEL_NAME = "fraud"
@@ -157,6 +158,19 @@ def register(
         feature_set_version=FEATURE_SET_VERSION,
         alias=alias,  # type: ignore[arg-type]
     )
+
+
+def serve_champion(settings: Settings, frame: pd.DataFrame, train_days: int) -> ModelVersion:
+    """What a scorer needs before the stream starts: a champion trained on the first
+    ``train_days`` days of ``frame``, and the terminal table backfilled from all of it."""
+    version = register(
+        ModelRegistry(settings.registry_dir),
+        train_on(frame, day_index(frame) < train_days),
+        frame,
+        alias="champion",
+    )
+    backfill(settings, frame)
+    return version
 
 
 # --- reading topics back ------------------------------------------------------

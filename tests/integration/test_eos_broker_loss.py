@@ -34,13 +34,16 @@ from fault_helpers import (
     spawn_scorer,
     wait_until,
 )
-from scorer_helpers import day_index, env_for, register, scorer_settings, simulated, train_on
+from scorer_helpers import (
+    env_for,
+    scorer_settings,
+    serve_champion,
+    simulated,
+)
 
 from pipeline.errors import FraudError
 from pipeline.localkafka import ClusterSpec, LocalCluster, find_free_port_block
-from pipeline.registry import ModelRegistry
 from pipeline.settings import load_settings
-from pipeline.terminal import backfill
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -144,13 +147,7 @@ def test_one_broker_of_three_down_mid_stream_loses_and_duplicates_nothing(
         create = ClusterTopics(cluster.bootstrap_servers, replication_factor=3, min_isr=2)
         topics = co_partitioned_topics(create, PARTITIONS)
         settings = scorer_settings(cluster.bootstrap_servers, topics, tmp_path / "models")
-        register(
-            ModelRegistry(settings.registry_dir),
-            train_on(frame, day_index(frame) < 7),
-            frame,
-            alias="champion",
-        )
-        backfill(settings, frame)
+        serve_champion(settings, frame, train_days=7)
         at["setup"] = time.monotonic() - began
 
         group = f"eos-broker-loss-{uuid.uuid4().hex[:8]}"

@@ -30,16 +30,11 @@ from fault_helpers import (
     wait_visible_decisions,
 )
 from scorer_helpers import (
-    day_index,
     env_for,
-    register,
     scorer_settings,
+    serve_champion,
     simulated,
-    train_on,
 )
-
-from pipeline.registry import ModelRegistry
-from pipeline.terminal import backfill
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -66,13 +61,7 @@ def test_two_three_two_workers_and_a_crash_lose_and_duplicate_nothing(
     assert 60_000 <= n <= 100_000
     topics = co_partitioned_topics(topic_factory, PARTITIONS)
     settings = scorer_settings(kafka_bootstrap, topics, tmp_path / "models")
-    register(
-        ModelRegistry(settings.registry_dir),
-        train_on(frame, day_index(frame) < 10),
-        frame,
-        alias="champion",
-    )
-    backfill(settings, frame)
+    serve_champion(settings, frame, train_days=10)
     env = env_for(settings)
     group = f"eos-rebalance-{uuid.uuid4().hex[:8]}"
     progress = CommittedOffsets(settings, group, topics.transactions, PARTITIONS)
@@ -188,13 +177,7 @@ def test_a_worker_killed_for_good_is_replaced_by_the_survivor_exactly_once(
     n = len(frame)
     topics = co_partitioned_topics(topic_factory, 3)
     settings = scorer_settings(kafka_bootstrap, topics, tmp_path / "models")
-    register(
-        ModelRegistry(settings.registry_dir),
-        train_on(frame, day_index(frame) < 5),
-        frame,
-        alias="champion",
-    )
-    backfill(settings, frame)
+    serve_champion(settings, frame, train_days=5)
     env = env_for(settings)
     group = f"eos-loss-{uuid.uuid4().hex[:8]}"
     progress = CommittedOffsets(settings, group, topics.transactions, 3)

@@ -16,40 +16,19 @@ from eos_helpers import (
     stop_gracefully,
     wait_for_progress,
 )
+from fault_helpers import reference_decisions, rerun_topics
 from scorer_helpers import (
     PARTITIONS,
-    day_index,
     env_for,
-    register,
     scorer_settings,
     scorer_topics,
+    serve_champion,
     simulated,
-    train_on,
 )
 
-from pipeline.registry import ModelRegistry
 from pipeline.replay import replay
-from pipeline.scorer import ScorerConfig, ScorerWorker
-from pipeline.settings import TopicNames
-from pipeline.terminal import backfill
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
-
-
-def _second_run_topics(topic_factory: Callable[..., str], first: TopicNames) -> TopicNames:
-    """Same input and tables, its own outputs and state."""
-    return first.model_copy(
-        update={
-            "decisions": topic_factory("decisions-b", partitions=PARTITIONS),
-            "alerts": topic_factory("alerts-b", partitions=PARTITIONS),
-            "dlq": topic_factory("dlq-b", partitions=PARTITIONS),
-            "card_state_changelog": topic_factory(
-                "changelog-b", partitions=PARTITIONS, config={"cleanup.policy": "compact"}
-            ),
-            "outcomes": topic_factory("outcomes-b"),
-            "monitor_stats": topic_factory("stats-b"),
-        }
-    )
 
 
 def test_kill_9_three_times_loses_and_duplicates_nothing(
@@ -60,28 +39,14 @@ def test_kill_9_three_times_loses_and_duplicates_nothing(
     assert n >= 200_000
     topics = scorer_topics(topic_factory)
     settings = scorer_settings(kafka_bootstrap, topics, tmp_path / "models")
-    register(
-        ModelRegistry(settings.registry_dir),
-        train_on(frame, day_index(frame) < 14),
-        frame,
-        alias="champion",
-    )
-    backfill(settings, frame)
+    serve_champion(settings, frame, train_days=14)
     sent = replay(settings, frame)
     assert sent.transactions == n
 
-    # The reference: one uninterrupted in-process run.
-    reference = ScorerWorker(
-        settings, ScorerConfig(group_id="eos-reference", worker_id="ref", exactly_once=True)
-    )
-    reference.start()
-    reference.run(max_events=n, idle_timeout_s=60)
-    reference.close()
-    expected = read_committed_decisions(settings, topics.decisions)
-    assert len(expected["transaction_id"]) == n
+    expected = reference_decisions(settings, n, timeout_s=600)  # one uninterrupted run
 
     # The same input, killed -9 at random points three times.
-    crash_topics = _second_run_topics(topic_factory, topics)
+    crash_topics = rerun_topics(topic_factory, topics, PARTITIONS)
     crash_settings = settings.model_copy(update={"topics": crash_topics})
     env = env_for(crash_settings)
     rng = random.Random(42)

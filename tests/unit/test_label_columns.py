@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mutations import damaged
 
 from pipeline.serde import (
     LabelCodec,
@@ -375,17 +376,7 @@ LABEL_RECORDS = st.fixed_dictionaries(
 @st.composite
 def _mutated_labels(draw: st.DrawFn) -> bytes:
     """A Label written by fastavro, then a few bytes flipped, inserted or deleted."""
-    payload = bytearray(LABELS.encode(draw(LABEL_RECORDS)))
-    edits = st.tuples(st.sampled_from("fid"), st.integers(len(HEADER), 60), st.integers(0, 255))
-    for edit, position, byte in draw(st.lists(edits, max_size=3)):
-        at = min(position, len(payload) - 1)
-        if edit == "f":
-            payload[at] = byte
-        elif edit == "i":
-            payload.insert(at, byte)
-        elif len(payload) > len(HEADER):
-            del payload[at]
-    return bytes(payload)
+    return damaged(draw, LABELS.encode(draw(LABEL_RECORDS)), len(HEADER), 60)
 
 
 @SETTINGS

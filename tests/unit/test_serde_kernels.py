@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mutations import damaged
 
 from pipeline.serde import (
     EncodeError,
@@ -226,17 +227,7 @@ def _mutated_payloads(draw: st.DrawFn) -> bytes:
         "merchant_id": draw(text),
         "merchant_category": draw(text),
     }
-    payload = bytearray(TRANSACTIONS.encode(record))
-    edits = st.tuples(st.sampled_from("fid"), st.integers(len(HEADER), 80), st.integers(0, 255))
-    for edit, position, byte in draw(st.lists(edits, max_size=3)):
-        at = min(position, len(payload) - 1)
-        if edit == "f":
-            payload[at] = byte
-        elif edit == "i":
-            payload.insert(at, byte)
-        elif len(payload) > len(HEADER):
-            del payload[at]
-    return bytes(payload)
+    return damaged(draw, TRANSACTIONS.encode(record), len(HEADER), 80)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
