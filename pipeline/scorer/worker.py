@@ -421,7 +421,6 @@ class ScorerWorker:
             return  # that commit failed: the partitions were rewound, this batch comes again
         for bad in columns.errors:
             self._dead_letter(kept[bad.index], bad.reason, bad.message, "decode")
-        self._track(rows, scored.scores, scored.actions, features, decided_at, processing_ms)
         ok_keys = keys if len(indices) == n_in else [keys[i] for i in indices.tolist()]
         self._produce_many(self.topics.decisions, ok_keys, decisions)
         alerts = alert_records(rows, scored, model, decided_at)
@@ -430,6 +429,8 @@ class ScorerWorker:
             alert_keys = [ok_keys[row] for row, _ in alerts]
             self._produce_many(self.topics.alerts, alert_keys, payloads)
         producer.poll(0)
+        # The outputs are on their way (linger) while the monitoring takes its share.
+        self._track(rows, scored.scores, scored.actions, features, decided_at, processing_ms)
 
         n = len(indices)
         self.summary.decided += n
