@@ -56,6 +56,9 @@ class ScorerConfig:
     monitor_stats: bool = True
     stats_window_ms: int = 3_600_000
     stats_grace_ms: int = 600_000
+    stats_idle_ms: int = 30_000
+    """An assigned partition silent this long (processing time) stops holding
+    the window statistics' watermark back."""
     terminal_catch_up_timeout_s: float = 60.0
     latency_sample_every: int = 64
     session_timeout_ms: int = 15_000

@@ -166,7 +166,10 @@ class ScorerWorker:
         self._dlq_limit = self.config.dlq_max_value_bytes or producer_limit - 16_384
         self._labels: LabelJoiner | None = None
         self._stats = WindowStats(
-            self.config.stats_window_ms, self.config.stats_grace_ms, len(FEATURE_NAMES)
+            self.config.stats_window_ms,
+            self.config.stats_grace_ms,
+            len(FEATURE_NAMES),
+            idle_ms=self.config.stats_idle_ms,
         )
         self.outcome_codec = self.serde.codec("Outcome")
         self.stats_codec = self.serde.codec("MonitorStats")
@@ -891,6 +894,7 @@ class ScorerWorker:
                 rebuilt = self._labels.rebuild(tp.partition)
                 if rebuilt:
                     log.info("partition %d: %d decisions await labels", tp.partition, rebuilt)
+        self._stats.assign(tp.partition for tp in partitions)
         self._assigned_at = time.monotonic()
         self.metrics.assigned_partitions.set(len(self.state.partitions))
         log.info("assigned %s", sorted(tp.partition for tp in partitions))

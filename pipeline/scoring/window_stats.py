@@ -3,14 +3,20 @@
 Windows are event-time intervals ``[start, start + length)``. A window is
 emitted once the worker's event-time watermark passes its end plus a grace
 period. The watermark is the slowest partition's: the smallest, over the
-partitions the worker reads, of the largest transaction time seen on each, so
-a partition consumed ahead of the others does not close windows early. Every statistic is additive (counts,
-sums), so a late record that reopens an emitted window simply produces a
-second, partial record for it, which the monitor merges like any other.
+partitions assigned to the worker, of the largest transaction time seen on
+each, so a partition consumed ahead of the others does not close windows
+early. A worker catching up on a backlog reads one partition's chunk after
+another; an assigned partition it has not read from yet therefore holds the
+watermark back too, until it has been silent for ``idle_ms`` of processing
+time (an empty or stalled partition must not keep every window open). Every
+statistic is additive (counts, sums), so a late record that reopens an
+emitted window produces a second, partial record for it.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,22 +87,47 @@ class WindowAccumulator:
 class WindowStats:
     """Open windows of one worker, keyed by start time."""
 
-    def __init__(self, length_ms: int, grace_ms: int, n_features: int, bins: int = 20) -> None:
+    def __init__(
+        self,
+        length_ms: int,
+        grace_ms: int,
+        n_features: int,
+        bins: int = 20,
+        idle_ms: int = 30_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.length_ms = length_ms
         self.grace_ms = grace_ms
         self.n_features = n_features
         self.bins = bins
+        self.idle_ms = idle_ms
+        self._clock = clock
         self._partition_marks: dict[int, int] = {}
+        self._heard_at: dict[int, float] = {}  # assignment or last record, processing time
         self._open: dict[int, WindowAccumulator] = {}
 
     @property
     def watermark_ms(self) -> int:
-        return min(self._partition_marks.values()) if self._partition_marks else -1
+        """The smallest mark over the partitions heard from within ``idle_ms``
+        (never read: -1); over every partition once all of them are idle."""
+        marks = self._partition_marks
+        horizon = self._clock() - self.idle_ms / 1000.0
+        live = [marks.get(p, -1) for p, heard in self._heard_at.items() if heard >= horizon]
+        if live:
+            return min(live)
+        return min(marks.values()) if marks else -1
+
+    def assign(self, partitions: Iterable[int]) -> None:
+        """Newly assigned partitions hold the watermark back until read or idle."""
+        now = self._clock()
+        for partition in partitions:
+            self._heard_at[partition] = now
 
     def forget(self, partitions: list[int]) -> None:
         """Partitions that moved to another worker no longer hold the watermark back."""
         for partition in partitions:
             self._partition_marks.pop(partition, None)
+            self._heard_at.pop(partition, None)
 
     def add(
         self,
@@ -110,10 +141,12 @@ class WindowStats:
         if len(ts_ms) == 0:
             return
         parts = np.zeros(len(ts_ms), np.int64) if partition is None else partition
+        now = self._clock()
         for part in np.unique(parts).tolist():
             newest = int(ts_ms[parts == part].max())
             if newest > self._partition_marks.get(part, -1):
                 self._partition_marks[part] = newest
+            self._heard_at[part] = now
         starts = (ts_ms // self.length_ms) * self.length_ms
         if (starts == starts[0]).all():  # the usual case: one window per batch
             windows, which = starts[:1], np.zeros(len(starts), np.int64)

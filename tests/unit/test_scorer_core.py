@@ -255,6 +255,71 @@ def test_window_watermark_is_the_slowest_partitions() -> None:
     assert [w.start_ms for w in stats.due()] == [T0 + 2 * HOUR_MS]
 
 
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _one(stats: WindowStats, ts: int, partition: int) -> None:
+    stats.add(
+        np.array([ts], np.int64),
+        np.array([0.1]),
+        np.array([APPROVE], np.int8),
+        np.array([[1.0]], np.float32),
+        1.0,
+        np.array([partition]),
+    )
+
+
+def test_an_assigned_partition_not_yet_read_holds_the_watermark_until_idle() -> None:
+    clock = _Clock()
+    stats = WindowStats(HOUR_MS, grace_ms=0, n_features=1, bins=2, idle_ms=30_000, clock=clock)
+    stats.assign([0, 1])
+    _one(stats, T0, 0)
+    _one(stats, T0 + 5 * HOUR_MS, 0)
+    assert stats.watermark_ms == -1 and stats.due() == []  # partition 1 not read yet
+    clock.now += 29.0
+    assert stats.due() == []
+    clock.now += 2.0  # partition 1 silent for 31 s since its assignment: idle
+    assert stats.watermark_ms == T0 + 5 * HOUR_MS
+    assert [w.start_ms for w in stats.due()] == [T0]
+    _one(stats, T0 + 2 * HOUR_MS, 1)  # it speaks again: it holds the watermark once more
+    assert stats.watermark_ms == T0 + 2 * HOUR_MS
+
+
+def test_every_partition_idle_leaves_the_slowest_mark() -> None:
+    clock = _Clock()
+    stats = WindowStats(HOUR_MS, grace_ms=0, n_features=1, bins=2, idle_ms=1_000, clock=clock)
+    stats.assign([0, 1, 2])
+    _one(stats, T0 + 3 * HOUR_MS, 0)
+    _one(stats, T0 + 7 * HOUR_MS, 1)
+    clock.now += 60.0
+    assert stats.watermark_ms == T0 + 3 * HOUR_MS
+    stats.forget([0])
+    assert stats.watermark_ms == T0 + 7 * HOUR_MS
+
+
+def test_a_backlog_read_partition_after_partition_emits_each_window_once() -> None:
+    """Catching up, a consumer returns one partition's chunk after another: a
+    window must not close on the first partition's times and reopen for each
+    of the others (the monitor refuses a worker's second record of a window)."""
+    clock = _Clock()
+    stats = WindowStats(HOUR_MS, grace_ms=0, n_features=1, bins=2, clock=clock)
+    partitions, hours = 4, 12
+    stats.assign(range(partitions))
+    emitted: list[int] = []
+    for partition in range(partitions):
+        for hour in range(hours):
+            _one(stats, T0 + hour * HOUR_MS + 1000 * partition, partition)
+            clock.now += 0.01
+            emitted += [w.start_ms for w in stats.due()]
+    emitted += [w.start_ms for w in stats.drain()]
+    assert emitted == [T0 + hour * HOUR_MS for hour in range(hours)]
+
+
 def test_pending_decisions_wait_for_late_labels() -> None:
     pending = PendingDecisions(retention_ms=8 * DAY_MS)
     pending.add(
