@@ -49,7 +49,7 @@ from pipeline.scorer.restore import restore_state
 from pipeline.scorer.state import PartitionedCardState
 from pipeline.scorer.warm import warm_up
 from pipeline.scoring import ScoringEngine, ServingModel
-from pipeline.scoring.window_stats import WindowStats
+from pipeline.scoring.window_stats import WindowStats, partition_maxima
 from pipeline.serde import Serde, dlq_headers
 from pipeline.settings import Settings
 
@@ -386,9 +386,9 @@ class ScorerWorker:
         keys = list(map(Message.key, kept))
         partitions = np.fromiter(map(Message.partition, kept), np.int64, n_in)
         offsets = np.fromiter(map(Message.offset, kept), np.int64, n_in)
-        for partition in np.unique(partitions).tolist():
-            last = int(offsets[partitions == partition].max())
-            self._next_offsets[partition] = max(self._next_offsets.get(partition, 0), last + 1)
+        next_offsets = self._next_offsets
+        for partition, last in zip(*(a.tolist() for a in partition_maxima(partitions, offsets))):
+            next_offsets[partition] = max(next_offsets.get(partition, 0), last + 1)
         self.summary.consumed += n_in
         self.metrics.events_in.inc(n_in)
         self.metrics.batch_size.observe(n_in)

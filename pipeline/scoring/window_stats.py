@@ -142,10 +142,10 @@ class WindowStats:
             return
         parts = np.zeros(len(ts_ms), np.int64) if partition is None else partition
         now = self._clock()
-        for part in np.unique(parts).tolist():
-            newest = int(ts_ms[parts == part].max())
-            if newest > self._partition_marks.get(part, -1):
-                self._partition_marks[part] = newest
+        marks = self._partition_marks
+        for part, newest in zip(*(a.tolist() for a in partition_maxima(parts, ts_ms))):
+            if newest > marks.get(part, -1):
+                marks[part] = newest
             self._heard_at[part] = now
         starts = (ts_ms // self.length_ms) * self.length_ms
         if (starts == starts[0]).all():  # the usual case: one window per batch
@@ -205,11 +205,49 @@ class WindowStats:
         return window
 
 
+def partition_maxima(
+    partition: npt.NDArray[np.int64], values: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The partitions of a batch (in order of first appearance) and each one's
+    largest value: one pass, where a mask and a max per partition cost more than
+    the rows of a small batch."""
+    return _partition_maxima(
+        np.ascontiguousarray(partition, np.int64), np.ascontiguousarray(values, np.int64)
+    )
+
+
 def warm_up() -> None:
-    """Compile (or load from numba's cache) the accumulation kernel."""
+    """Compile (or load from numba's cache) the accumulation kernels."""
     stats = WindowStats(3_600_000, 0, 2)
     stats.add(np.array([0, 1], np.int64), np.array([0.1, 0.9]), np.array([0, 2], np.int8),
-              np.zeros((2, 2), np.float32), 1.0)  # fmt: skip
+              np.zeros((2, 2), np.float32), 1.0, np.array([0, 1], np.int64))  # fmt: skip
+
+
+@kernel
+def _partition_maxima(  # pragma: no cover - compiled
+    partition: npt.NDArray[np.int64], values: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    keys = np.empty(len(partition), np.int64)
+    best = np.empty(len(partition), np.int64)
+    k = 0
+    last = 0  # rows come in runs of one partition: try the previous one first
+    for i in range(len(partition)):
+        p = partition[i]
+        if k == 0 or keys[last] != p:
+            last = -1
+            for j in range(k):
+                if keys[j] == p:
+                    last = j
+                    break
+            if last < 0:
+                keys[k] = p
+                best[k] = values[i]
+                last = k
+                k += 1
+                continue
+        if values[i] > best[last]:
+            best[last] = values[i]
+    return keys[:k], best[:k]
 
 
 @kernel

@@ -18,7 +18,7 @@ from pipeline.scorer.changelog import (
     frame_key,
 )
 from pipeline.scoring.outcomes import OutcomeBatch, PendingDecisions
-from pipeline.scoring.window_stats import WindowStats
+from pipeline.scoring.window_stats import WindowStats, partition_maxima
 
 T0 = 1_522_540_800_000  # 2018-04-01T00:00:00Z
 
@@ -253,6 +253,20 @@ def test_window_watermark_is_the_slowest_partitions() -> None:
     assert [w.start_ms for w in stats.due()] == [T0]
     stats.forget([0])
     assert [w.start_ms for w in stats.due()] == [T0 + 2 * HOUR_MS]
+
+
+def test_partition_maxima_match_a_mask_per_partition() -> None:
+    rng = np.random.default_rng(11)
+    for n in (0, 1, 7, 300):
+        # runs of one partition, as a consumer returns them, and some shuffled rows
+        partition = np.repeat(rng.integers(0, 5, 12), rng.integers(1, 40, 12))[:n]
+        if n > 100:
+            partition[::13] = rng.integers(0, 9, len(partition[::13]))
+        values = rng.integers(-(10**12), 10**12, len(partition))
+        keys, best = partition_maxima(partition, values)
+        expected_keys = list(dict.fromkeys(partition.tolist()))
+        assert keys.tolist() == expected_keys
+        assert best.tolist() == [int(values[partition == k].max()) for k in expected_keys]
 
 
 class _Clock:
