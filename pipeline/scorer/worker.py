@@ -387,8 +387,9 @@ class ScorerWorker:
         partitions = np.fromiter(map(Message.partition, kept), np.int64, n_in)
         offsets = np.fromiter(map(Message.offset, kept), np.int64, n_in)
         next_offsets = self._next_offsets
-        for partition, last in zip(*(a.tolist() for a in partition_maxima(partitions, offsets))):
-            next_offsets[partition] = max(next_offsets.get(partition, 0), last + 1)
+        seen, last = partition_maxima(partitions, offsets)
+        for partition, offset in zip(seen.tolist(), last.tolist(), strict=True):
+            next_offsets[partition] = max(next_offsets.get(partition, 0), offset + 1)
         self.summary.consumed += n_in
         self.metrics.events_in.inc(n_in)
         self.metrics.batch_size.observe(n_in)

@@ -143,7 +143,8 @@ class WindowStats:
         parts = np.zeros(len(ts_ms), np.int64) if partition is None else partition
         now = self._clock()
         marks = self._partition_marks
-        for part, newest in zip(*(a.tolist() for a in partition_maxima(parts, ts_ms))):
+        seen, newest_ts = partition_maxima(parts, ts_ms)
+        for part, newest in zip(seen.tolist(), newest_ts.tolist(), strict=True):
             if newest > marks.get(part, -1):
                 marks[part] = newest
             self._heard_at[part] = now
