@@ -33,6 +33,9 @@ _MAX_BUFFERED = 200_000
 _NO_LABELS_FACTOR = 3
 _LABELS_IDLE_S = 10.0
 """Wall-clock seconds without a label read on a partition before its labels count as stopped."""
+_UNREAD_IDLE_S = 30.0
+"""Wall-clock seconds an assigned transaction partition not read from yet holds the
+join back (as it holds the window statistics: ``ScorerConfig.stats_idle_ms``)."""
 
 
 I64 = npt.NDArray[np.int64]
@@ -94,6 +97,7 @@ class LabelJoiner:
         self._buffered = 0
         self._clock = clock
         self._label_read_at: dict[int, float] = {}
+        self._assigned_at: dict[int, float] = {}
         self._next_offsets: dict[int, int] = {}
         self._consumer: Consumer = make_consumer(
             settings,
@@ -112,7 +116,7 @@ class LabelJoiner:
         for partition, offset in partitions.items():
             self.pending[partition] = PendingDecisions(self.retention_ms)
             self._buffers[partition] = deque()
-            self._label_read_at[partition] = self._clock()
+            self._label_read_at[partition] = self._assigned_at[partition] = self._clock()
             tps.append(
                 TopicPartition(self.topic, partition, offset if offset >= 0 else OFFSET_BEGINNING)
             )
@@ -131,6 +135,7 @@ class LabelJoiner:
             self._label_marks.pop(partition, None)
             self._next_offsets.pop(partition, None)
             self._label_read_at.pop(partition, None)
+            self._assigned_at.pop(partition, None)
 
     def rebuild(self, partition: int, timeout_s: float = 60.0) -> int:
         """Refill a partition's pending decisions from the decisions topic (after a restart)."""
@@ -214,8 +219,21 @@ class LabelJoiner:
         return read_at is None or self._clock() - read_at > _LABELS_IDLE_S
 
     def _slowest(self) -> int:
-        """Event time of the slowest assigned partition that has one (-1: none yet)."""
-        marks = [self.watermarks[p] for p in self._buffers if p in self.watermarks]
+        """Event time of the slowest assigned partition (-1: none yet).
+
+        A worker catching up on a backlog reads one partition's chunk after
+        another, so an assigned partition not read from yet holds the join back
+        (its labels would otherwise look for decisions not made yet) until it has
+        been silent for ``_UNREAD_IDLE_S``; after that only partitions read count.
+        """
+        now = self._clock()
+        marks = []
+        for partition in self._buffers:
+            mark = self.watermarks.get(partition)
+            if mark is not None:
+                marks.append(mark)
+            elif now - self._assigned_at.get(partition, now) <= _UNREAD_IDLE_S:
+                return -1
         return min(marks) if marks else -1
 
     def poll(self, max_records: int = 5000) -> LabelResult:

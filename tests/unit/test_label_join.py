@@ -231,6 +231,53 @@ def test_labels_wait_for_the_slowest_partition() -> None:
     assert [(tp.partition, tp.offset) for tp in joiner.committable()] == [(0, 8)]
 
 
+def test_labels_of_a_partition_not_read_yet_wait_for_its_decisions() -> None:
+    """Catching up on a backlog, a worker reads partition 0 far ahead before it
+    reads partition 1 at all: partition 1's labels must wait for its decisions,
+    not be refused as unknown."""
+    clock = Clock()
+    joiner, queue = _joiner([0, 1], clock)
+    label = {
+        "transaction_id": 1,
+        "card_id": 2,
+        "is_fraud": True,
+        "label_timestamp": T0 + DAY_MS,
+        "source": "test",
+        "fraud_scenario": None,
+    }
+    queue.messages = [Message(topic="labels", partition=1, offset=0, value=LABELS.encode(label))]
+    clock.now = 1.0
+    joiner.observe(0, T0 + 20 * DAY_MS)
+    result = joiner.poll()
+    assert result.outcomes is None and result.rejected == [] and joiner.unknown == 0
+    # Partition 1 is read: its decision exists, and the label joins it.
+    _add(joiner.pending[1], [{"id": 1, "card": 2, "ts": T0, "score": 0.5, "action": 1}], "v1")
+    clock.now = 2.0
+    joiner.observe(1, T0 + 2 * DAY_MS)
+    result = joiner.poll()
+    assert result.outcomes is not None and result.outcomes.transaction_id.tolist() == [1]
+
+
+def test_an_assigned_partition_never_read_stops_holding_labels_back() -> None:
+    clock = Clock()
+    joiner, queue = _joiner([0, 1], clock)
+    _add(joiner.pending[0], [{"id": 1, "card": 2, "ts": T0, "score": 0.5, "action": 1}], "v1")
+    label = {
+        "transaction_id": 1,
+        "card_id": 2,
+        "is_fraud": False,
+        "label_timestamp": T0 + DAY_MS,
+        "source": "test",
+        "fraud_scenario": None,
+    }
+    queue.messages = [Message(topic="labels", partition=0, offset=0, value=LABELS.encode(label))]
+    joiner.observe(0, T0 + 3 * DAY_MS)
+    assert joiner.poll().outcomes is None  # partition 1 might still bring older events
+    clock.now = 31.0  # silent for longer than the idle limit: it no longer counts
+    result = joiner.poll()
+    assert result.outcomes is not None and result.outcomes.transaction_id.tolist() == [1]
+
+
 def test_decisions_wait_for_a_labels_reader_that_is_behind() -> None:
     """The event-time bound on pending decisions applies only once labels stopped."""
     clock = Clock()
