@@ -58,7 +58,7 @@ class ScorerConfig:
     stats_grace_ms: int = 600_000
     stats_idle_ms: int = 30_000
     """An assigned partition silent this long (processing time) stops holding
-    the window statistics' watermark back."""
+    back the window statistics' watermark and, while not read yet, the label join."""
     terminal_catch_up_timeout_s: float = 60.0
     latency_sample_every: int = 64
     session_timeout_ms: int = 15_000

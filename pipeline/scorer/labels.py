@@ -33,9 +33,6 @@ _MAX_BUFFERED = 200_000
 _NO_LABELS_FACTOR = 3
 _LABELS_IDLE_S = 10.0
 """Wall-clock seconds without a label read on a partition before its labels count as stopped."""
-_UNREAD_IDLE_S = 30.0
-"""Wall-clock seconds an assigned transaction partition not read from yet holds the
-join back (as it holds the window statistics: ``ScorerConfig.stats_idle_ms``)."""
 
 
 I64 = npt.NDArray[np.int64]
@@ -83,7 +80,11 @@ class LabelJoiner:
         retention_ms: int,
         delay_ms: int,
         clock: Callable[[], float] = time.monotonic,
+        unread_idle_s: float = 30.0,
     ) -> None:
+        """``unread_idle_s``: how long an assigned transaction partition not read
+        from yet holds the join back (the worker passes the window statistics'
+        ``ScorerConfig.stats_idle_ms``, so both wait alike)."""
         self.settings = settings
         self.topic = settings.topics.labels
         self.label_codec = label_codec
@@ -98,6 +99,7 @@ class LabelJoiner:
         self._clock = clock
         self._label_read_at: dict[int, float] = {}
         self._assigned_at: dict[int, float] = {}
+        self._unread_idle_s = unread_idle_s
         self._next_offsets: dict[int, int] = {}
         self._consumer: Consumer = make_consumer(
             settings,
@@ -224,7 +226,7 @@ class LabelJoiner:
         A worker catching up on a backlog reads one partition's chunk after
         another, so an assigned partition not read from yet holds the join back
         (its labels would otherwise look for decisions not made yet) until it has
-        been silent for ``_UNREAD_IDLE_S``; after that only partitions read count.
+        been silent for ``unread_idle_s``; after that only partitions read count.
         """
         now = self._clock()
         marks = []
@@ -232,7 +234,7 @@ class LabelJoiner:
             mark = self.watermarks.get(partition)
             if mark is not None:
                 marks.append(mark)
-            elif now - self._assigned_at.get(partition, now) <= _UNREAD_IDLE_S:
+            elif now - self._assigned_at.get(partition, now) <= self._unread_idle_s:
                 return -1
         return min(marks) if marks else -1
 

@@ -206,6 +206,7 @@ class ScorerWorker:
                 self.decision_codec,
                 retention_ms=(self.settings.label_delay_days + 1) * DAY_MS,
                 delay_ms=self.settings.label_delay_days * DAY_MS,
+                unread_idle_s=self.config.stats_idle_ms / 1000.0,
             )
         self._consumer = Consumer(self._consumer_config())
         self._consumer.subscribe(

@@ -69,6 +69,19 @@ def _joiner(partitions: list[int], clock: Clock | None = None) -> tuple[LabelJoi
     return joiner, queue
 
 
+def _label_message(partition: int, offset: int, transaction_id: int, is_fraud: bool) -> Message:
+    """A label of ``transaction_id`` (card 2), known a day after T0."""
+    label = {
+        "transaction_id": transaction_id,
+        "card_id": 2,
+        "is_fraud": is_fraud,
+        "label_timestamp": T0 + DAY_MS,
+        "source": "test",
+        "fraud_scenario": None,
+    }
+    return Message(topic="labels", partition=partition, offset=offset, value=LABELS.encode(label))
+
+
 def _decisions(rng: np.random.Generator, count: int) -> list[dict[str, Any]]:
     """Batches of decisions: ids 0..count-1, times spread over ten days."""
     ts = np.sort(T0 + rng.integers(0, 10 * DAY_MS, count))
@@ -213,15 +226,7 @@ def test_labels_wait_for_the_slowest_partition() -> None:
     joiner, queue = _joiner([0, 1])
     batch = [{"id": 1, "card": 2, "ts": T0, "score": 0.5, "action": 1}]
     _add(joiner.pending[0], batch, "v1")
-    label = {
-        "transaction_id": 1,
-        "card_id": 2,
-        "is_fraud": True,
-        "label_timestamp": T0 + DAY_MS,
-        "source": "test",
-        "fraud_scenario": None,
-    }
-    queue.messages = [Message(topic="labels", partition=0, offset=7, value=LABELS.encode(label))]
+    queue.messages = [_label_message(0, 7, 1, True)]
     joiner.watermarks.update({0: T0 + 3 * DAY_MS, 1: T0 + DAY_MS - 1})
     result = joiner.poll()
     assert result.outcomes is None and result.rejected == [] and joiner.committable() == []
@@ -237,15 +242,7 @@ def test_labels_of_a_partition_not_read_yet_wait_for_its_decisions() -> None:
     not be refused as unknown."""
     clock = Clock()
     joiner, queue = _joiner([0, 1], clock)
-    label = {
-        "transaction_id": 1,
-        "card_id": 2,
-        "is_fraud": True,
-        "label_timestamp": T0 + DAY_MS,
-        "source": "test",
-        "fraud_scenario": None,
-    }
-    queue.messages = [Message(topic="labels", partition=1, offset=0, value=LABELS.encode(label))]
+    queue.messages = [_label_message(1, 0, 1, True)]
     clock.now = 1.0
     joiner.observe(0, T0 + 20 * DAY_MS)
     result = joiner.poll()
@@ -262,15 +259,7 @@ def test_an_assigned_partition_never_read_stops_holding_labels_back() -> None:
     clock = Clock()
     joiner, queue = _joiner([0, 1], clock)
     _add(joiner.pending[0], [{"id": 1, "card": 2, "ts": T0, "score": 0.5, "action": 1}], "v1")
-    label = {
-        "transaction_id": 1,
-        "card_id": 2,
-        "is_fraud": False,
-        "label_timestamp": T0 + DAY_MS,
-        "source": "test",
-        "fraud_scenario": None,
-    }
-    queue.messages = [Message(topic="labels", partition=0, offset=0, value=LABELS.encode(label))]
+    queue.messages = [_label_message(0, 0, 1, False)]
     joiner.observe(0, T0 + 3 * DAY_MS)
     assert joiner.poll().outcomes is None  # partition 1 might still bring older events
     clock.now = 31.0  # silent for longer than the idle limit: it no longer counts
@@ -290,15 +279,7 @@ def test_decisions_wait_for_a_labels_reader_that_is_behind() -> None:
     joiner.observe(1, T0 + 30 * DAY_MS)
     assert len(joiner.pending[0]) == 1
     # Its label, read a moment later, still finds the decision.
-    label = {
-        "transaction_id": 1,
-        "card_id": 2,
-        "is_fraud": False,
-        "label_timestamp": T0 + DAY_MS,
-        "source": "test",
-        "fraud_scenario": None,
-    }
-    queue.messages = [Message(topic="labels", partition=0, offset=0, value=LABELS.encode(label))]
+    queue.messages = [_label_message(0, 0, 1, False)]
     clock.now = 2.0
     result = joiner.poll()
     assert result.outcomes is not None and result.outcomes.transaction_id.tolist() == [1]
