@@ -184,11 +184,11 @@ class WindowStats:
 
     def due(self) -> list[WindowAccumulator]:
         """Windows whose end plus grace the watermark has passed, oldest first."""
-        ready = [
-            start
-            for start in self._open
-            if start + self.length_ms + self.grace_ms <= self.watermark_ms
-        ]
+        if not self._open:
+            return []
+        # Once per call, not per window: a backlog can hold hundreds open.
+        last_start = self.watermark_ms - self.length_ms - self.grace_ms
+        ready = [start for start in self._open if start <= last_start]
         return [self._open.pop(start) for start in sorted(ready)]
 
     def drain(self) -> list[WindowAccumulator]:
