@@ -23,6 +23,7 @@ from pipeline.features.spec import (
     TERMINAL_FRAUD_LOOKBACK_MS,
     TERMINAL_WINDOWS_MS,
 )
+from pipeline.hashindex import Int64Index
 from pipeline.jit import kernel
 
 F64 = npt.NDArray[np.float64]
@@ -55,6 +56,8 @@ class TerminalHistory:
             else np.zeros(0, bool)
         )
         self._terminals = terminal_id[new]
+        self._rows = Int64Index(len(self._terminals))  # terminal id -> its position
+        self._rows.put_many(self._terminals, np.arange(len(self._terminals), dtype=np.int64))
         self._starts = np.append(np.flatnonzero(new), len(terminal_id)).astype(np.int64)
         self._fraud_cum = np.concatenate(([0], np.cumsum(self.is_fraud))).astype(np.int64)
         self._fraud_rows = np.flatnonzero(self.is_fraud > 0).astype(np.int64)
@@ -85,8 +88,8 @@ class TerminalHistory:
         age = np.full(n, np.nan)
         if n and len(self):
             _terminal_windows(
-                self._terminals, self._starts, self.ts_ms, self._fraud_cum, self._fraud_rows,
-                terminal_id, as_of, max(label_delay_ms, 1), np.asarray(windows, np.int64),
+                self._rows.get_many(terminal_id), self._starts, self.ts_ms, self._fraud_cum,
+                self._fraud_rows, as_of, max(label_delay_ms, 1), np.asarray(windows, np.int64),
                 TERMINAL_FRAUD_LOOKBACK_MS, counts, frauds, age,
             )  # fmt: skip
         return TerminalPrimitives(
@@ -103,13 +106,40 @@ def warm_up() -> None:
 
 
 @kernel
+def _rows_up_to(ts: I64, lo: int, hi: int, x: int) -> int:  # pragma: no cover - compiled
+    """The end of the rows of ``ts[lo:hi]`` (ascending) at or before ``x``.
+
+    Searched back from ``hi``, in steps doubling from 1, then by bisection: the
+    answer is usually among a terminal's last rows (its recent days), which this
+    reaches through a few neighbouring cache lines rather than a bisection's far ones.
+    """
+    if hi == lo or ts[hi - 1] <= x:
+        return hi
+    right = hi - 1  # ts[right] > x throughout
+    step = 1
+    left = right - step
+    while left > lo and ts[left] > x:
+        right = left
+        step *= 2
+        left = right - step
+    if left < lo:
+        left = lo
+    while left < right:
+        mid = (left + right) // 2
+        if ts[mid] <= x:
+            left = mid + 1
+        else:
+            right = mid
+    return left
+
+
+@kernel
 def _terminal_windows(  # pragma: no cover - compiled
-    terminals: I64,
+    rows: I64,
     starts: I64,
     ts: I64,
     fraud_cum: I64,
     fraud_rows: I64,
-    query: I64,
     as_of: I64,
     delay: int,
     windows: I64,
@@ -120,21 +150,26 @@ def _terminal_windows(  # pragma: no cover - compiled
 ) -> None:
     """:meth:`TerminalHistory.primitives` for every query, in place.
 
-    Rows are sorted by (terminal, time); ``starts[r] .. starts[r + 1]`` are terminal
-    ``terminals[r]``'s. Per query: bisections for the terminal, then for every window's
-    bounds inside its rows, and for its last fraud before the window end.
+    Rows are sorted by (terminal, time); ``starts[r] .. starts[r + 1]`` are the rows
+    of the terminal at position ``r`` (``rows[i]``, -1 for an unknown terminal). Per
+    query: the end of the rows before the window end, each window's start (searched
+    below the previous, shorter window's start), and the last fraud before the end.
     """
-    for i in range(len(query)):
-        r = np.searchsorted(terminals, query[i])
-        if r == len(terminals) or terminals[r] != query[i]:
+    for i in range(len(rows)):
+        r = rows[i]
+        if r < 0:
             continue
         lo, hi = starts[r], starts[r + 1]
         end = as_of[i] - delay
-        upper = lo + np.searchsorted(ts[lo:hi], end, side="right")
+        upper = _rows_up_to(ts, lo, hi, end)
+        bound = upper
         for k in range(len(windows)):
-            lower = lo + np.searchsorted(ts[lo:upper], end - windows[k], side="right")
+            if k and windows[k] < windows[k - 1]:
+                bound = upper  # not ascending: search the whole range again
+            lower = _rows_up_to(ts, lo, bound, end - windows[k])
             counts[k, i] = upper - lower
             frauds[k, i] = fraud_cum[upper] - fraud_cum[lower]
+            bound = lower
         if fraud_cum[upper] > fraud_cum[lo]:  # a fraud among the terminal's rows up to end
             row = fraud_rows[fraud_cum[upper] - 1]
             if ts[row] > end - lookback:

@@ -560,15 +560,17 @@ class ScorerWorker:
         producer = self._producer
         assert producer is not None
         produce = producer.produce
-        start = 0
-        while start < len(payloads):
+        for payload, key in zip(payloads, keys, strict=True):
             try:
-                for index in range(start, len(payloads)):
-                    start = index
-                    produce(topic, payloads[index], keys[index])
-                start = len(payloads)
+                produce(topic, payload, key)
             except BufferError:
-                producer.poll(0.05)
+                while True:
+                    producer.poll(0.05)
+                    try:
+                        produce(topic, payload, key)
+                        break
+                    except BufferError:
+                        continue
 
     def _features(self, rows: BatchRows) -> np.ndarray:
         terminal = None

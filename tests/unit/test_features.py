@@ -108,6 +108,42 @@ def test_terminal_window_ends_label_delay_back() -> None:
     assert unknown.count[DAY_MS].tolist() == [0] and np.isnan(unknown.known_fraud_age_ms[0])
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(0, 300),
+    windows=st.lists(st.integers(1, 40 * DAY_MS), min_size=1, max_size=4),
+    delay=st.sampled_from([0, DAY_MS, DELAY]),
+)
+def test_terminal_windows_equal_their_definition(
+    seed: int, n: int, windows: list[int], delay: int
+) -> None:
+    """Every count, fraud count and last-fraud age, against the definition row by row
+    (windows in any order, ties in time, unknown terminals, queries before any row)."""
+    from pipeline.features.spec import TERMINAL_FRAUD_LOOKBACK_MS
+
+    rng = np.random.default_rng(seed)
+    terminal = rng.integers(0, 6, n)
+    ts = rng.integers(0, 60 * DAY_MS, n) // HOUR_MS * HOUR_MS  # hours: many ties
+    fraud = (rng.random(n) < 0.2).astype(np.int64)
+    history = TerminalHistory(terminal, ts, fraud)
+    query = rng.integers(0, 8, 50)  # 6 and 7 are unknown
+    as_of = rng.integers(-DAY_MS, 75 * DAY_MS, 50) // HOUR_MS * HOUR_MS
+    prims = history.primitives(query, as_of, delay, tuple(windows))
+    for i, (q, at) in enumerate(zip(query.tolist(), as_of.tolist(), strict=True)):
+        end = at - max(delay, 1)
+        mine = terminal == q
+        for w in windows:
+            inside = mine & (ts > end - w) & (ts <= end)
+            assert prims.count[w][i] == inside.sum()
+            assert prims.frauds[w][i] == (inside & (fraud > 0)).sum()
+        known = ts[mine & (fraud > 0) & (ts <= end)]
+        if len(known) and known.max() > end - TERMINAL_FRAUD_LOOKBACK_MS:
+            assert prims.known_fraud_age_ms[i] == at - known.max()
+        else:
+            assert np.isnan(prims.known_fraud_age_ms[i])
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     seed=st.integers(0, 10_000),

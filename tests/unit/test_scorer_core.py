@@ -378,3 +378,36 @@ def test_decisions_read_back_after_a_restart_join_like_live_ones() -> None:
     # One batch per model: both leave once labels pass their newest decision.
     assert pending.expire(T0 + 2 + 8 * DAY_MS + 1) == 1  # v1's batch (ids 0-2; 1 left)
     assert pending.expire(T0 + 4 + 8 * DAY_MS + 1) == 1  # v2's batch (id 3 left)
+
+
+class _FullQueueProducer:
+    """Refuses every second produce with BufferError, as librdkafka does when its
+    local queue is full; a poll serves the queue."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, bytes | None]] = []
+        self.polls = 0
+        self._refuse = True
+
+    def produce(self, topic: str, value: bytes, key: bytes | None) -> None:
+        self._refuse = not self._refuse
+        if not self._refuse:
+            raise BufferError("Local: Queue full")
+        self.sent.append((topic, value, key))
+
+    def poll(self, timeout: float) -> int:
+        self.polls += 1
+        return 0
+
+
+def test_produce_many_retries_a_full_queue_without_losing_or_repeating() -> None:
+    from pipeline.scorer.worker import ScorerWorker
+
+    worker = ScorerWorker.__new__(ScorerWorker)  # only its producer is used here
+    producer = _FullQueueProducer()
+    worker._producer = producer  # type: ignore[assignment]
+    payloads = [f"v{i}".encode() for i in range(7)]
+    keys: list[bytes | None] = [f"k{i}".encode() for i in range(6)] + [None]
+    worker._produce_many("decisions", keys, payloads)
+    assert producer.sent == [("decisions", p, k) for p, k in zip(payloads, keys, strict=True)]
+    assert producer.polls == 7  # one wait per refusal
