@@ -44,7 +44,7 @@ from pipeline.registry import ModelRegistry, RegistryError
 from pipeline.scorer.changelog import ChangelogBuffer, Rows
 from pipeline.scorer.config import ScorerConfig
 from pipeline.scorer.labels import LabelJoiner
-from pipeline.scorer.outputs import BatchRows, alert_records, encode_decisions, encode_outcomes
+from pipeline.scorer.outputs import BatchRows, encode_alerts, encode_decisions, encode_outcomes
 from pipeline.scorer.restore import restore_state
 from pipeline.scorer.state import PartitionedCardState
 from pipeline.scorer.warm import warm_up
@@ -428,11 +428,10 @@ class ScorerWorker:
             self._dead_letter(kept[bad.index], bad.reason, bad.message, "decode")
         ok_keys = keys if len(indices) == n_in else [keys[i] for i in indices.tolist()]
         self._produce_many(self.topics.decisions, ok_keys, decisions)
-        alerts = alert_records(rows, scored, model, decided_at)
+        alerts = scored.flagged.tolist()
         if alerts:
-            payloads = self.alert_codec.encode_batch(record for _, record in alerts)
-            alert_keys = [ok_keys[row] for row, _ in alerts]
-            self._produce_many(self.topics.alerts, alert_keys, payloads)
+            payloads = encode_alerts(self.alert_codec, rows, scored, model, decided_at)
+            self._produce_many(self.topics.alerts, [ok_keys[row] for row in alerts], payloads)
         producer.poll(0)
         # The outputs are on their way (linger) while the monitoring takes its share.
         self._track(rows, scored.scores, scored.actions, features, decided_at, processing_ms)

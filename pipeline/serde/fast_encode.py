@@ -1,4 +1,4 @@
-"""Compiled Avro encoding of whole batches: Decision, Transaction, Label and Outcome.
+"""Compiled Avro encoding of whole batches: Decision, Alert, Transaction, Label and Outcome.
 
 The scorer writes one Decision per transaction, so encoding sits on the hot
 path. fastavro's record writer costs several microseconds per record; here a
@@ -35,6 +35,7 @@ from pipeline.serde.framing import frame_header
 
 LAYOUT_FINGERPRINTS: Final[dict[str, str]] = {
     RecordName.DECISION: "9a41a307dafa82a1",
+    RecordName.ALERT: "5c375e88468f1a78",
     RecordName.TRANSACTION: "6598a897679d7e1c",
     RecordName.LABEL: "b0174d143d2b5ee6",
     RecordName.OUTCOME: "2d1eaad2f76acd03",
@@ -43,6 +44,9 @@ LAYOUT_FINGERPRINTS: Final[dict[str, str]] = {
 
 ACTION_SYMBOLS: Final = ("APPROVE", "REVIEW", "DECLINE")
 """Decision ``action`` enum symbols; the encoder takes their codes 0, 1, 2."""
+
+SEVERITY_SYMBOLS: Final = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
+"""Alert ``severity`` enum symbols; the encoder takes their codes 0-3."""
 
 Reason: TypeAlias = tuple[str, float, str]
 """One reason code: (feature, contribution to the margin, human-readable text)."""
@@ -379,6 +383,68 @@ def encode_decisions(
     return rows.pack()
 
 
+def encode_alerts(
+    *,
+    transaction_id: npt.ArrayLike,
+    card_id: npt.ArrayLike,
+    terminal_id: npt.ArrayLike,
+    timestamp: npt.ArrayLike,
+    amount: npt.ArrayLike,
+    score: npt.ArrayLike,
+    action: npt.ArrayLike,
+    severity: npt.ArrayLike,
+    decided_at: npt.ArrayLike,
+    source_partition: npt.ArrayLike,
+    source_offset: npt.ArrayLike,
+    model_name: str,
+    model_version: str,
+    schema_id: int,
+    rollout_arm: str = "champion",
+    feature_set_version: str = "",
+    reasons: Mapping[int, Sequence[Reason]] | None = None,
+) -> list[bytes]:
+    """Framed Alert payloads, one per row, in order.
+
+    As :func:`encode_decisions`, without the feature vector; ``severity`` holds
+    :data:`SEVERITY_SYMBOLS` codes, and each row's reason texts are written
+    again as ``reason_texts``.
+    """
+    size = _column_size("transaction_id", transaction_id)
+    codes = {"action": np.asarray(action), "severity": np.asarray(severity)}
+    for name, column in codes.items():
+        symbols = ACTION_SYMBOLS if name == "action" else SEVERITY_SYMBOLS
+        if column.shape != (size,) or column.dtype.kind not in "iu":
+            raise EncodeError(
+                f"{name} must be {size} integer codes, got {column.dtype} {column.shape}"
+            )
+        if size and (int(column.min()) < 0 or int(column.max()) >= len(symbols)):
+            raise EncodeError(f"{name} codes must be 0-{len(symbols) - 1} ({', '.join(symbols)})")
+    rows = RowPacker(size, frame_header(schema_id))
+    for name, ids in (
+        ("transaction_id", transaction_id),
+        ("card_id", card_id),
+        ("terminal_id", terminal_id),
+        ("timestamp", timestamp),
+    ):
+        if np.ndim(ids) != 1:
+            raise EncodeError(f"{name} must have one value per row")
+        rows.long(ids, name)
+    rows.double(_sized(amount, size, "amount"))
+    rows.double(_sized(score, size, "score"))
+    for column in codes.values():
+        rows.fixed((column.astype(np.uint8) << np.uint8(1)).reshape(size, 1))  # enum indices
+    rows.constant(
+        string_bytes(model_name) + string_bytes(model_version) + string_bytes(rollout_arm)
+    )
+    rows.sparse(_EMPTY_ARRAY, _encoded_reasons(reasons, size))
+    rows.sparse(_EMPTY_ARRAY, _encoded_texts(reasons, size))
+    rows.constant(string_bytes(feature_set_version))
+    rows.long(decided_at, "decided_at")
+    rows.long(source_partition, "source_partition", int32=True)
+    rows.long(source_offset, "source_offset")
+    return rows.pack()
+
+
 def encode_transactions(
     *,
     transaction_id: npt.ArrayLike,
@@ -499,6 +565,23 @@ def _encoded_reasons(reasons: Mapping[int, Sequence[Reason]] | None, size: int) 
                 encoded[index] = reasons_bytes(codes, strings)
             except (TypeError, ValueError, struct.error) as exc:
                 raise EncodeError(f"reasons of row {index} do not fit: {exc}") from exc
+    return encoded
+
+
+def _encoded_texts(reasons: Mapping[int, Sequence[Reason]] | None, size: int) -> dict[int, bytes]:
+    """Per row with reasons, the Avro array of their texts."""
+    encoded: dict[int, bytes] = {}
+    strings: dict[str, bytes] = {}
+    for row, codes in (reasons or {}).items():
+        if codes:
+            parts = [long_bytes(len(codes))]
+            for _, _, text in codes:
+                words = strings.get(text)
+                if words is None:
+                    words = strings[text] = string_bytes(text)
+                parts.append(words)
+            parts.append(_EMPTY_ARRAY)
+            encoded[int(row)] = b"".join(parts)
     return encoded
 
 

@@ -14,6 +14,8 @@ from pipeline.serde import EncodeError, SchemaError, SchemaVersion, Serde
 from pipeline.serde.codec import RecordCodec
 from pipeline.serde.fast_encode import (
     ACTION_SYMBOLS,
+    SEVERITY_SYMBOLS,
+    encode_alerts,
     encode_decisions,
     encode_labels,
     encode_outcomes,
@@ -26,6 +28,7 @@ DECISIONS = SERDE.codec("Decision")
 TRANSACTIONS = SERDE.codec("Transaction")
 LABELS = SERDE.codec("Label")
 OUTCOMES = SERDE.codec("Outcome")
+ALERTS = SERDE.codec("Alert")
 
 LONG = st.integers(-(2**63), 2**63 - 1)
 SMALL_LONG = st.integers(-(2**20), 2**40)
@@ -137,6 +140,69 @@ def decision_records(batch: dict[str, Any]) -> list[dict[str, Any]]:
 def test_decisions_are_byte_identical_to_fastavro(batch: dict[str, Any]) -> None:
     fast = encode_decisions(**batch, schema_id=schema_id_for(DECISIONS))
     assert fast == DECISIONS.encode_batch(decision_records(batch))
+
+
+@st.composite
+def alert_batches(draw: st.DrawFn) -> dict[str, Any]:
+    batch = draw(decision_batches())
+    for name in ("features", "processing_ms", "challenger_version", "challenger_score"):
+        batch.pop(name, None)
+    size = len(batch["transaction_id"])
+    batch["severity"] = np.array(
+        draw(st.lists(st.integers(0, 3), min_size=size, max_size=size)), np.int64
+    )
+    return batch
+
+
+@FAST
+@given(alert_batches())
+def test_alerts_are_byte_identical_to_fastavro(batch: dict[str, Any]) -> None:
+    records = []
+    for i in range(len(batch["transaction_id"])):
+        reasons = (batch["reasons"] or {}).get(i, [])
+        records.append(
+            {
+                **{
+                    name: _row(batch[name], i)
+                    for name in (
+                        "transaction_id",
+                        "card_id",
+                        "terminal_id",
+                        "timestamp",
+                        "amount",
+                        "score",
+                        "decided_at",
+                        "source_partition",
+                        "source_offset",
+                    )
+                },
+                "action": ACTION_SYMBOLS[int(batch["action"][i])],
+                "severity": SEVERITY_SYMBOLS[int(batch["severity"][i])],
+                "model_name": batch["model_name"],
+                "model_version": batch["model_version"],
+                "rollout_arm": batch["rollout_arm"],
+                "feature_set_version": batch["feature_set_version"],
+                "reasons": [{"feature": f, "contribution": c, "text": t} for f, c, t in reasons],
+                "reason_texts": [t for _, _, t in reasons],
+            }
+        )
+    assert encode_alerts(**batch, schema_id=schema_id_for(ALERTS)) == ALERTS.encode_batch(records)
+
+
+def test_alert_codes_out_of_range_are_refused() -> None:
+    one = np.ones(1, np.int64)
+    batch: dict[str, Any] = dict(
+        transaction_id=one, card_id=one, terminal_id=one, timestamp=one, amount=np.ones(1),
+        score=np.ones(1), action=np.array([1]), severity=np.array([4]), decided_at=1,
+        source_partition=one, source_offset=one, model_name="m", model_version="1",
+        schema_id=schema_id_for(ALERTS),
+    )  # fmt: skip
+    with pytest.raises(EncodeError, match="severity codes"):
+        encode_alerts(**batch)
+    with pytest.raises(EncodeError, match="action codes"):
+        encode_alerts(**{**batch, "severity": np.array([0]), "action": np.array([3])})
+    with pytest.raises(EncodeError, match="severity must be"):
+        encode_alerts(**{**batch, "severity": np.array([0.5])})
 
 
 @FAST
