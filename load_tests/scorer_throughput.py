@@ -7,6 +7,9 @@ Measures, on the same pre-produced Avro input:
 
     python load_tests/scorer_throughput.py --json
     python load_tests/scorer_throughput.py --events 100000 --modes at-least-once,exactly-once
+
+FRAUD_BENCH_PROFILE=FILE writes a cProfile of each scorer try to FILE (the
+last try's wins); read it with `python -m pstats FILE`.
 """
 
 from __future__ import annotations

@@ -186,6 +186,13 @@ def encode_decisions(
     )
 
 
+PACKED_ALERTS_FROM = 8
+"""Alerts in a batch from which the compiled packer writes them. It costs about
+80 µs a batch whatever the count, fastavro about 12 µs an alert (2,000-row
+batches on the benchmark machine: 1 alert 13 against 82 µs, 16 alerts 189
+against 126, 200 alerts 2,381 against 622)."""
+
+
 def encode_alerts(
     codec: RecordCodec,
     rows: BatchRows,
@@ -194,9 +201,13 @@ def encode_alerts(
     decided_at_ms: int,
     rollout_arm: str = "champion",
 ) -> list[bytes]:
-    """Encoded Alert payloads of the flagged rows, in ``scored.flagged`` order
-    (vectorized; the same bytes as fastavro writes for :func:`alert_records`)."""
+    """Encoded Alert payloads of the flagged rows, in ``scored.flagged`` order:
+    the same bytes as fastavro writes for :func:`alert_records`, and written by
+    fastavro when the batch has fewer than :data:`PACKED_ALERTS_FROM` of them."""
     flagged = scored.flagged
+    if len(flagged) < PACKED_ALERTS_FROM:
+        records = alert_records(rows, scored, model, decided_at_ms, rollout_arm)
+        return codec.encode_batch(record for _, record in records)
     actions, scores = scored.actions[flagged], scored.scores[flagged]
     return fast_encode.encode_alerts(
         transaction_id=rows.transaction_id[flagged],

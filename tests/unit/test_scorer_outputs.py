@@ -7,6 +7,7 @@ import numpy as np
 from pipeline.features import FEATURE_NAMES
 from pipeline.policy import APPROVE, DECLINE, REVIEW
 from pipeline.scorer.outputs import (
+    PACKED_ALERTS_FROM,
     BatchRows,
     alert_records,
     encode_alerts,
@@ -16,7 +17,7 @@ from pipeline.scorer.outputs import (
 from pipeline.scoring import ServingModel
 from pipeline.scoring.engine import ScoredBatch
 from pipeline.scoring.reasons import Reason
-from pipeline.serde import Serde
+from pipeline.serde import Serde, fast_encode
 from pipeline.serde.fast_encode import SEVERITY_SYMBOLS
 
 ALERTS = Serde.local().codec("Alert")
@@ -55,4 +56,34 @@ def test_alert_payloads_equal_fastavro_of_the_alert_records() -> None:
     scored = ScoredBatch(scores, actions, flagged, reasons)
     model = ServingModel("fraud", "v7", None, tuple(FEATURE_NAMES), "fs-1")  # type: ignore[arg-type]
     expected = ALERTS.encode_batch(record for _, record in alert_records(rows, scored, model, 123))
-    assert len(flagged) > 5 and encode_alerts(ALERTS, rows, scored, model, 123) == expected
+    assert len(flagged) >= PACKED_ALERTS_FROM  # the packed path
+    assert encode_alerts(ALERTS, rows, scored, model, 123) == expected
+
+
+def test_a_few_alerts_take_the_record_path_with_the_same_bytes() -> None:
+    rows = BatchRows(
+        transaction_id=np.arange(5, dtype=np.int64),
+        timestamp=np.full(5, 1_522_540_800_000, np.int64),
+        card_id=np.arange(5, dtype=np.int64),
+        terminal_id=np.arange(5, dtype=np.int64),
+        amount=np.full(5, 12.5),
+        partition=np.zeros(5, np.int64),
+        offset=np.arange(5, dtype=np.int64),
+    )
+    scores = np.array([0.1, 0.99, 0.2, 0.75, 0.3])
+    actions = np.array([APPROVE, DECLINE, APPROVE, REVIEW, APPROVE], np.int8)
+    flagged = np.array([1, 3])
+    reasons = {1: [Reason("amount", 0.5, "large amount")], 3: []}
+    scored = ScoredBatch(scores, actions, flagged, reasons)
+    model = ServingModel("fraud", "v7", None, tuple(FEATURE_NAMES), "")  # type: ignore[arg-type]
+    payloads = encode_alerts(ALERTS, rows, scored, model, 9)
+    assert len(flagged) < PACKED_ALERTS_FROM
+    assert payloads == fast_encode.encode_alerts(
+        transaction_id=np.array([1, 3]), card_id=np.array([1, 3]), terminal_id=np.array([1, 3]),
+        timestamp=np.full(2, 1_522_540_800_000), amount=np.full(2, 12.5),
+        score=np.array([0.99, 0.75]), action=np.array([DECLINE, REVIEW]),
+        severity=np.array([3, 1]), decided_at=9, source_partition=np.zeros(2, np.int64),
+        source_offset=np.array([1, 3]), model_name="fraud", model_version="v7",
+        schema_id=fast_encode.schema_id_for(ALERTS), reasons={0: [("amount", 0.5, "large amount")]},
+    )  # fmt: skip
+    assert [ALERTS.decode(p)["severity"] for p in payloads] == ["CRITICAL", "MEDIUM"]
