@@ -338,24 +338,10 @@ def encode_decisions(
     matrix = np.asarray(features)
     if matrix.ndim != 2 or matrix.shape[0] != size:
         raise EncodeError(f"features has shape {matrix.shape}, expected ({size}, n)")
-    codes = np.asarray(action)
-    if codes.shape != (size,) or codes.dtype.kind not in "iu":
-        raise EncodeError(f"action must be {size} integer codes, got {codes.dtype} {codes.shape}")
-    if size and (int(codes.min()) < 0 or int(codes.max()) > 2):
-        raise EncodeError("action codes must be 0 (APPROVE), 1 (REVIEW) or 2 (DECLINE)")
+    codes = _enum_codes(action, "action", ACTION_SYMBOLS, size)
     rows = RowPacker(size, frame_header(schema_id))
-    for name, column in (
-        ("transaction_id", transaction_id),
-        ("card_id", card_id),
-        ("terminal_id", terminal_id),
-        ("timestamp", timestamp),
-    ):
-        if np.ndim(column) != 1:
-            raise EncodeError(f"{name} must have one value per row")
-        rows.long(column, name)
-    rows.double(_sized(amount, size, "amount"))
-    rows.double(_sized(score, size, "score"))
-    rows.fixed((codes.astype(np.uint8) << np.uint8(1)).reshape(size, 1))  # enum index, as a varint
+    _transaction_head(rows, transaction_id, card_id, terminal_id, timestamp, amount, score)
+    rows.fixed(codes)
     rows.constant(
         string_bytes(model_name) + string_bytes(model_version) + string_bytes(rollout_arm)
     )
@@ -410,29 +396,12 @@ def encode_alerts(
     again as ``reason_texts``.
     """
     size = _column_size("transaction_id", transaction_id)
-    codes = {"action": np.asarray(action), "severity": np.asarray(severity)}
-    for name, column in codes.items():
-        symbols = ACTION_SYMBOLS if name == "action" else SEVERITY_SYMBOLS
-        if column.shape != (size,) or column.dtype.kind not in "iu":
-            raise EncodeError(
-                f"{name} must be {size} integer codes, got {column.dtype} {column.shape}"
-            )
-        if size and (int(column.min()) < 0 or int(column.max()) >= len(symbols)):
-            raise EncodeError(f"{name} codes must be 0-{len(symbols) - 1} ({', '.join(symbols)})")
+    actions = _enum_codes(action, "action", ACTION_SYMBOLS, size)
+    severities = _enum_codes(severity, "severity", SEVERITY_SYMBOLS, size)
     rows = RowPacker(size, frame_header(schema_id))
-    for name, ids in (
-        ("transaction_id", transaction_id),
-        ("card_id", card_id),
-        ("terminal_id", terminal_id),
-        ("timestamp", timestamp),
-    ):
-        if np.ndim(ids) != 1:
-            raise EncodeError(f"{name} must have one value per row")
-        rows.long(ids, name)
-    rows.double(_sized(amount, size, "amount"))
-    rows.double(_sized(score, size, "score"))
-    for column in codes.values():
-        rows.fixed((column.astype(np.uint8) << np.uint8(1)).reshape(size, 1))  # enum indices
+    _transaction_head(rows, transaction_id, card_id, terminal_id, timestamp, amount, score)
+    rows.fixed(actions)
+    rows.fixed(severities)
     rows.constant(
         string_bytes(model_name) + string_bytes(model_version) + string_bytes(rollout_arm)
     )
@@ -544,6 +513,41 @@ def encode_outcomes(
     rows.long(decided_at, "decided_at")
     rows.long(label_timestamp, "label_timestamp")
     return rows.pack()
+
+
+def _enum_codes(values: npt.ArrayLike, name: str, symbols: tuple[str, ...], size: int) -> Bytes2D:
+    """Enum codes checked against ``symbols``, as one-byte varints (one column)."""
+    codes = np.asarray(values)
+    if codes.shape != (size,) or codes.dtype.kind not in "iu":
+        raise EncodeError(f"{name} must be {size} integer codes, got {codes.dtype} {codes.shape}")
+    if size and (int(codes.min()) < 0 or int(codes.max()) >= len(symbols)):
+        named = ", ".join(f"{i} ({symbol})" for i, symbol in enumerate(symbols))
+        raise EncodeError(f"{name} codes must be one of {named}")
+    return (codes.astype(np.uint8) << np.uint8(1)).reshape(size, 1)  # zigzag of a small index
+
+
+def _transaction_head(
+    rows: RowPacker,
+    transaction_id: npt.ArrayLike,
+    card_id: npt.ArrayLike,
+    terminal_id: npt.ArrayLike,
+    timestamp: npt.ArrayLike,
+    amount: npt.ArrayLike,
+    score: npt.ArrayLike,
+) -> None:
+    """The fields Decision and Alert start with: the transaction's ids, time,
+    amount, and its score."""
+    for name, column in (
+        ("transaction_id", transaction_id),
+        ("card_id", card_id),
+        ("terminal_id", terminal_id),
+        ("timestamp", timestamp),
+    ):
+        if np.ndim(column) != 1:
+            raise EncodeError(f"{name} must have one value per row")
+        rows.long(column, name)
+    rows.double(_sized(amount, rows.size, "amount"))
+    rows.double(_sized(score, rows.size, "score"))
 
 
 def _sized(values: npt.ArrayLike, size: int, name: str) -> npt.NDArray[Any]:
