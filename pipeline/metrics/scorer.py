@@ -91,3 +91,8 @@ class ScorerMetrics:
         self.errors = Counter(
             "fraud_scorer_errors", "Errors while processing (not bad input).", ["stage"], registry=r
         )
+        self.disowned = Counter(
+            "fraud_scorer_disowned_records",
+            "Records fetched before their partition was revoked, left to its new owner.",
+            registry=r,
+        )

@@ -112,6 +112,22 @@ def next_batch(consumer: Consumer, size: int, timeout_s: float) -> list[Message]
     return [first, *consumer.consume(size - 1, 0)] if size > 1 else [first]
 
 
+def owned_records(
+    messages: list[Message], partitions: np.ndarray, offsets: np.ndarray, owned: set[int]
+) -> tuple[list[Message], np.ndarray, np.ndarray]:
+    """The records of a batch (with their partitions and offsets) whose partition
+    is in ``owned``.
+
+    A consume call can hand over records fetched before a revocation it served:
+    their partition is another worker's now, which decides them from the offset
+    committed at the revocation. Deciding them here too would commit a second
+    decision for each.
+    """
+    mine = np.isin(partitions, np.fromiter(owned, np.int64, len(owned)))
+    kept = [message for message, keep in zip(messages, mine.tolist(), strict=True) if keep]
+    return kept, partitions[mine], offsets[mine]
+
+
 class ScorerWorker:
     """A member of the scorer consumer group."""
 
@@ -381,14 +397,29 @@ class ScorerWorker:
             if not kept:
                 return
         n_in = len(kept)
+        partitions = np.fromiter(map(Message.partition, kept), np.int64, n_in)
+        offsets = np.fromiter(map(Message.offset, kept), np.int64, n_in)
+        seen, last = partition_maxima(partitions, offsets)
+        if not self.state.partitions.issuperset(seen.tolist()):
+            left = n_in
+            kept, partitions, offsets = owned_records(
+                kept, partitions, offsets, self.state.partitions
+            )
+            n_in = len(kept)
+            self.metrics.disowned.inc(left - n_in)
+            log.info(
+                "left %d records of revoked partitions %s to their new owner",
+                left - n_in,
+                sorted(set(seen.tolist()) - self.state.partitions),
+            )
+            if not kept:
+                return
+            seen, last = partition_maxima(partitions, offsets)
         raw = list(map(Message.value, kept))
         # A tombstone (no value) is decoded as empty bytes, hence dead-lettered.
         values = [v or b"" for v in raw] if None in raw else cast(list[bytes], raw)
         keys = list(map(Message.key, kept))
-        partitions = np.fromiter(map(Message.partition, kept), np.int64, n_in)
-        offsets = np.fromiter(map(Message.offset, kept), np.int64, n_in)
         next_offsets = self._next_offsets
-        seen, last = partition_maxima(partitions, offsets)
         for partition, offset in zip(seen.tolist(), last.tolist(), strict=True):
             next_offsets[partition] = max(next_offsets.get(partition, 0), offset + 1)
         self.summary.consumed += n_in

@@ -123,6 +123,7 @@ def read_committed_decisions(
     ids: list[int] = []
     versions: list[str] = []
     features: list[list[float]] = []
+    origin: list[tuple[int, int, int, int, int]] = []
     try:
         partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
@@ -140,12 +141,23 @@ def read_committed_decisions(
                 ids.append(record["transaction_id"])
                 versions.append(record["model_version"])
                 features.append(record["features"])
+                # Where each copy came from and went, to explain a duplicate.
+                origin.append(
+                    (
+                        record["source_partition"],
+                        record["source_offset"],
+                        record["decided_at"],
+                        message.partition(),
+                        message.offset(),
+                    )
+                )
     finally:
         consumer.close()
     return {
         "transaction_id": np.asarray(ids, np.int64),
         "features": np.asarray(features, np.float64).reshape(len(ids), -1),
         "model_version": np.asarray(versions),
+        "origin": np.asarray(origin, np.int64).reshape(len(ids), 5),
     }
 
 

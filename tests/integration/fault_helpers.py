@@ -539,10 +539,19 @@ def describe_features_mismatch(expected: dict[str, Any], actual: dict[str, Any])
     e_ids, a_ids = expected["transaction_id"], actual["transaction_id"]
     missing = np.setdiff1d(e_ids, a_ids)
     unique, counts = np.unique(a_ids, return_counts=True)
-    return (
+    text = (
         f"{len(a_ids)} decisions ({len(unique)} distinct) vs {len(e_ids)} expected; "
         f"{len(missing)} missing, {int((counts > 1).sum())} duplicated"
     )
+    origin = actual.get("origin")
+    if origin is not None:
+        for tx in unique[counts > 1][:5].tolist():
+            copies = [
+                "source {}@{}, decided_at {}, written to {}@{}".format(*row)
+                for row in origin[a_ids == tx].tolist()
+            ]
+            text += f"\n  transaction {tx}: " + "; ".join(copies)
+    return text
 
 
 def group_coordinator(settings: Settings, group: str) -> int:

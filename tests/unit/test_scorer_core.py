@@ -411,3 +411,19 @@ def test_produce_many_retries_a_full_queue_without_losing_or_repeating() -> None
     worker._produce_many("decisions", keys, payloads)
     assert producer.sent == [("decisions", p, k) for p, k in zip(payloads, keys, strict=True)]
     assert producer.polls == 7  # one wait per refusal
+
+
+def test_records_of_partitions_no_longer_owned_are_left_out() -> None:
+    from confluent_kafka import Message
+
+    from pipeline.scorer.worker import owned_records
+
+    batch = [Message(topic="t", partition=p, offset=o, value=b"x") for p, o in
+             [(0, 10), (1, 20), (0, 11), (2, 30), (1, 21)]]  # fmt: skip
+    partitions = np.array([m.partition() for m in batch], np.int64)
+    offsets = np.array([m.offset() for m in batch], np.int64)
+    kept, kept_partitions, kept_offsets = owned_records(batch, partitions, offsets, {0, 2})
+    assert [(m.partition(), m.offset()) for m in kept] == [(0, 10), (0, 11), (2, 30)]
+    assert kept_partitions.tolist() == [0, 0, 2] and kept_offsets.tolist() == [10, 11, 30]
+    nothing, _, _ = owned_records(batch, partitions, offsets, set())
+    assert nothing == []
