@@ -55,9 +55,9 @@ class TerminalHistory:
             if len(terminal_id)
             else np.zeros(0, bool)
         )
-        self._terminals = terminal_id[new]
-        self._rows = Int64Index(len(self._terminals))  # terminal id -> its position
-        self._rows.put_many(self._terminals, np.arange(len(self._terminals), dtype=np.int64))
+        terminals = terminal_id[new]
+        self._rows = Int64Index(len(terminals))  # terminal id -> its position
+        self._rows.put_many(terminals, np.arange(len(terminals), dtype=np.int64))
         self._starts = np.append(np.flatnonzero(new), len(terminal_id)).astype(np.int64)
         self._fraud_cum = np.concatenate(([0], np.cumsum(self.is_fraud))).astype(np.int64)
         self._fraud_rows = np.flatnonzero(self.is_fraud > 0).astype(np.int64)

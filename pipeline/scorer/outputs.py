@@ -42,17 +42,23 @@ def _schema_id(codec: RecordCodec) -> int:
     return _SCHEMA_IDS[key]
 
 
+_CRITICAL_FROM = 0.97  # a decline scored at least this is CRITICAL, else HIGH
+_MEDIUM_FROM = 0.7  # a review scored at least this is MEDIUM, else LOW
+
+
 def severity(action: int, score: float) -> str:
     """How urgent an alert is for an analyst queue."""
     if action == DECLINE:
-        return "CRITICAL" if score >= 0.97 else "HIGH"
-    return "MEDIUM" if score >= 0.7 else "LOW"
+        return "CRITICAL" if score >= _CRITICAL_FROM else "HIGH"
+    return "MEDIUM" if score >= _MEDIUM_FROM else "LOW"
 
 
 def severity_codes(actions: npt.NDArray[np.integer], scores: F64) -> npt.NDArray[np.int64]:
     """:func:`severity` of every row, as ``fast_encode.SEVERITY_SYMBOLS`` codes."""
     return np.where(
-        actions == DECLINE, np.where(scores >= 0.97, 3, 2), np.where(scores >= 0.7, 1, 0)
+        actions == DECLINE,
+        np.where(scores >= _CRITICAL_FROM, 3, 2),
+        np.where(scores >= _MEDIUM_FROM, 1, 0),
     ).astype(np.int64)
 
 
