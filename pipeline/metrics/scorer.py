@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
+from pipeline.metrics.bulk import BulkHistogram
+
 _LATENCY_BUCKETS = (
     0.001,
     0.0025,
@@ -57,9 +59,10 @@ class ScorerMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        self.end_to_end_seconds = Histogram(
+        self.end_to_end_seconds = BulkHistogram(
             "fraud_scorer_end_to_end_seconds",
-            "Kafka timestamp of the transaction to its decision being produced.",
+            "Kafka timestamp of the transaction to its decision being produced "
+            "(every latency_sample_every-th decision).",
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )

@@ -156,6 +156,11 @@ def alert_records(
     return out
 
 
+def encode_reasons(scored: ScoredBatch) -> fast_encode.EncodedReasons:
+    """The batch's reason codes, encoded once for its Decisions and its Alerts."""
+    return fast_encode.encode_reasons(scored.reasons, len(scored.scores))
+
+
 def encode_decisions(
     codec: RecordCodec,
     rows: BatchRows,
@@ -165,8 +170,12 @@ def encode_decisions(
     decided_at_ms: int,
     processing_ms: float,
     rollout_arm: str = "champion",
+    reasons: fast_encode.EncodedReasons | None = None,
 ) -> list[bytes]:
-    """Encoded Decision payloads, in row order (vectorized; same bytes as fastavro)."""
+    """Encoded Decision payloads, in row order (vectorized; same bytes as fastavro).
+
+    ``reasons`` is the batch's :func:`encode_reasons`, computed here if not given.
+    """
     return fast_encode.encode_decisions(
         transaction_id=rows.transaction_id,
         card_id=rows.card_id,
@@ -185,10 +194,7 @@ def encode_decisions(
         schema_id=_schema_id(codec),
         rollout_arm=rollout_arm,
         feature_set_version=model.feature_set_version,
-        reasons={
-            row: [(r.feature, r.contribution, r.text) for r in reasons]
-            for row, reasons in scored.reasons.items()
-        },
+        reasons=reasons if reasons is not None else encode_reasons(scored),
     )
 
 
@@ -206,10 +212,14 @@ def encode_alerts(
     model: ServingModel,
     decided_at_ms: int,
     rollout_arm: str = "champion",
+    reasons: fast_encode.EncodedReasons | None = None,
 ) -> list[bytes]:
     """Encoded Alert payloads of the flagged rows, in ``scored.flagged`` order:
     the same bytes as fastavro writes for :func:`alert_records`, and written by
-    fastavro when the batch has fewer than :data:`PACKED_ALERTS_FROM` of them."""
+    fastavro when the batch has fewer than :data:`PACKED_ALERTS_FROM` of them.
+
+    ``reasons`` is the batch's :func:`encode_reasons`, computed here if not given.
+    """
     flagged = scored.flagged
     if len(flagged) < PACKED_ALERTS_FROM:
         records = alert_records(rows, scored, model, decided_at_ms, rollout_arm)
@@ -232,10 +242,7 @@ def encode_alerts(
         schema_id=_schema_id(codec),
         rollout_arm=rollout_arm,
         feature_set_version=model.feature_set_version,
-        reasons={
-            k: [(r.feature, r.contribution, r.text) for r in scored.reasons.get(row, [])]
-            for k, row in enumerate(flagged.tolist())
-        },
+        reasons=(reasons if reasons is not None else encode_reasons(scored)).take(flagged.tolist()),
     )
 
 

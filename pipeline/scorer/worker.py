@@ -44,7 +44,13 @@ from pipeline.registry import ModelRegistry, RegistryError
 from pipeline.scorer.changelog import ChangelogBuffer, Rows
 from pipeline.scorer.config import ScorerConfig
 from pipeline.scorer.labels import LabelJoiner
-from pipeline.scorer.outputs import BatchRows, encode_alerts, encode_decisions, encode_outcomes
+from pipeline.scorer.outputs import (
+    BatchRows,
+    encode_alerts,
+    encode_decisions,
+    encode_outcomes,
+    encode_reasons,
+)
 from pipeline.scorer.restore import restore_state
 from pipeline.scorer.state import PartitionedCardState
 from pipeline.scorer.warm import warm_up
@@ -449,8 +455,16 @@ class ScorerWorker:
         decided_at = int(time.time() * 1000)
         processing_ms = (time.monotonic() - started) * 1000.0
         model = self.engine.model
+        reasons = encode_reasons(scored)  # once for the Decisions and the Alerts
         decisions = encode_decisions(
-            self.decision_codec, rows, features, scored, model, decided_at, processing_ms
+            self.decision_codec,
+            rows,
+            features,
+            scored,
+            model,
+            decided_at,
+            processing_ms,
+            reasons=reasons,
         )
         # Everything above ran while the previous transaction's commit was in flight.
         if not self._begin_transaction():
@@ -461,7 +475,9 @@ class ScorerWorker:
         self._produce_many(self.topics.decisions, ok_keys, decisions)
         alerts = scored.flagged.tolist()
         if alerts:
-            payloads = encode_alerts(self.alert_codec, rows, scored, model, decided_at)
+            payloads = encode_alerts(
+                self.alert_codec, rows, scored, model, decided_at, reasons=reasons
+            )
             self._produce_many(self.topics.alerts, [ok_keys[row] for row in alerts], payloads)
         producer.poll(0)
         # The outputs are on their way (linger) while the monitoring takes its share.
@@ -484,10 +500,12 @@ class ScorerWorker:
             self._write_changelog()
         self.metrics.processing_seconds.observe(time.monotonic() - started)
         now_ms = time.time() * 1000.0
-        for i in indices[:: self.config.latency_sample_every].tolist():
-            produced_ms = kept[i].timestamp()[1]
-            if produced_ms > 0:
-                self.metrics.end_to_end_seconds.observe(max(now_ms - produced_ms, 0.0) / 1000.0)
+        sampled = indices[:: self.config.latency_sample_every].tolist()
+        produced_ms = np.fromiter(
+            (kept[i].timestamp()[1] for i in sampled), np.float64, len(sampled)
+        )
+        produced_ms = produced_ms[produced_ms > 0]  # no timestamp: nothing to measure
+        self.metrics.end_to_end_seconds.observe_many(np.maximum(now_ms - produced_ms, 0.0) / 1000.0)
 
     def _track(
         self,

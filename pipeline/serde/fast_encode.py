@@ -103,27 +103,6 @@ def string_bytes(text: str) -> bytes:
     return long_bytes(len(data)) + data
 
 
-def reasons_bytes(reasons: Sequence[Reason], strings: dict[str, bytes] | None = None) -> bytes:
-    """An Avro array of ReasonCode records (one block, then the end marker).
-
-    ``strings`` caches encoded strings across calls (feature names repeat).
-    """
-    if not reasons:
-        return _EMPTY_ARRAY
-    cache = {} if strings is None else strings
-    parts = [long_bytes(len(reasons))]
-    for feature, contribution, text in reasons:
-        name = cache.get(feature)
-        if name is None:
-            name = cache[feature] = string_bytes(feature)
-        words = cache.get(text)
-        if words is None:
-            words = cache[text] = string_bytes(text)
-        parts += (name, _DOUBLE.pack(contribution), words)
-    parts.append(_EMPTY_ARRAY)
-    return b"".join(parts)
-
-
 # --- column pieces ------------------------------------------------------------
 
 
@@ -321,7 +300,7 @@ def encode_decisions(
     schema_id: int,
     rollout_arm: str = "champion",
     feature_set_version: str = "",
-    reasons: Mapping[int, Sequence[Reason]] | None = None,
+    reasons: Mapping[int, Sequence[Reason]] | EncodedReasons | None = None,
     challenger_version: str | None = None,
     challenger_score: npt.ArrayLike | None = None,
 ) -> list[bytes]:
@@ -332,7 +311,7 @@ def encode_decisions(
     one value for the whole batch. ``action`` holds codes 0/1/2 (APPROVE,
     REVIEW, DECLINE); ``features`` is a ``rows x features`` matrix (float32 is
     widened exactly). ``reasons`` maps a row index to its reason codes (rows
-    not in it get none). The model, arm and feature-set names are per batch.
+    not in it get none), or is the batch's :func:`encode_reasons`. The model, arm and feature-set names are per batch.
     """
     size = _column_size("transaction_id", transaction_id)
     matrix = np.asarray(features)
@@ -345,7 +324,7 @@ def encode_decisions(
     rows.constant(
         string_bytes(model_name) + string_bytes(model_version) + string_bytes(rollout_arm)
     )
-    rows.sparse(_EMPTY_ARRAY, _encoded_reasons(reasons, size))
+    rows.sparse(_EMPTY_ARRAY, encode_reasons(reasons, size).codes)
     rows.constant(string_bytes(feature_set_version))
     width = matrix.shape[1]
     if width:
@@ -387,7 +366,7 @@ def encode_alerts(
     schema_id: int,
     rollout_arm: str = "champion",
     feature_set_version: str = "",
-    reasons: Mapping[int, Sequence[Reason]] | None = None,
+    reasons: Mapping[int, Sequence[Reason]] | EncodedReasons | None = None,
 ) -> list[bytes]:
     """Framed Alert payloads, one per row, in order.
 
@@ -405,8 +384,9 @@ def encode_alerts(
     rows.constant(
         string_bytes(model_name) + string_bytes(model_version) + string_bytes(rollout_arm)
     )
-    rows.sparse(_EMPTY_ARRAY, _encoded_reasons(reasons, size))
-    rows.sparse(_EMPTY_ARRAY, _encoded_texts(reasons, size))
+    encoded = encode_reasons(reasons, size)
+    rows.sparse(_EMPTY_ARRAY, encoded.codes)
+    rows.sparse(_EMPTY_ARRAY, encoded.texts)
     rows.constant(string_bytes(feature_set_version))
     rows.long(decided_at, "decided_at")
     rows.long(source_partition, "source_partition", int32=True)
@@ -557,36 +537,71 @@ def _sized(values: npt.ArrayLike, size: int, name: str) -> npt.NDArray[Any]:
     return array
 
 
-def _encoded_reasons(reasons: Mapping[int, Sequence[Reason]] | None, size: int) -> dict[int, bytes]:
-    encoded: dict[int, bytes] = {}
+class EncodedReasons:
+    """Each row's reason codes, encoded once: as the Avro array of ReasonCode
+    records (``codes``) and as the array of their texts (``texts``), keyed by row.
+
+    A flagged row's reasons go into both its Decision and its Alert; encoding
+    them once serves both.
+    """
+
+    __slots__ = ("codes", "size", "texts")
+
+    def __init__(self, codes: dict[int, bytes], texts: dict[int, bytes], size: int) -> None:
+        self.codes = codes
+        self.texts = texts
+        self.size = size
+
+    def take(self, rows: Sequence[int]) -> EncodedReasons:
+        """The reasons of ``rows``, keyed by position in ``rows`` (a batch of alerts)."""
+        codes, texts = self.codes, self.texts
+        kept = [(k, row) for k, row in enumerate(rows) if row in codes]
+        return EncodedReasons(
+            {k: codes[row] for k, row in kept}, {k: texts[row] for k, row in kept}, len(rows)
+        )
+
+
+def encode_reasons(
+    reasons: Mapping[int, Sequence[Reason]] | EncodedReasons | None, size: int
+) -> EncodedReasons:
+    """The reason codes of a batch of ``size`` rows, encoded (see :class:`EncodedReasons`).
+
+    ``reasons`` maps a row index to its reasons; rows not in it, or with none,
+    get empty arrays.
+    """
+    if isinstance(reasons, EncodedReasons):
+        if reasons.size != size:
+            raise EncodeError(f"reasons encoded for {reasons.size} rows, the batch has {size}")
+        return reasons
+    codes: dict[int, bytes] = {}
+    texts: dict[int, bytes] = {}
     strings: dict[str, bytes] = {}
-    for row, codes in (reasons or {}).items():
+    for row, reasons_of_row in (reasons or {}).items():
         index = int(row)
         if not 0 <= index < size:
             raise EncodeError(f"reasons for row {index}, outside the batch of {size}")
-        if codes:
-            try:
-                encoded[index] = reasons_bytes(codes, strings)
-            except (TypeError, ValueError, struct.error) as exc:
-                raise EncodeError(f"reasons of row {index} do not fit: {exc}") from exc
-    return encoded
-
-
-def _encoded_texts(reasons: Mapping[int, Sequence[Reason]] | None, size: int) -> dict[int, bytes]:
-    """Per row with reasons, the Avro array of their texts."""
-    encoded: dict[int, bytes] = {}
-    strings: dict[str, bytes] = {}
-    for row, codes in (reasons or {}).items():
-        if codes:
-            parts = [long_bytes(len(codes))]
-            for _, _, text in codes:
-                words = strings.get(text)
-                if words is None:
-                    words = strings[text] = string_bytes(text)
-                parts.append(words)
-            parts.append(_EMPTY_ARRAY)
-            encoded[int(row)] = b"".join(parts)
-    return encoded
+        if not reasons_of_row:
+            continue
+        try:
+            count = long_bytes(len(reasons_of_row))
+            parts = [count]
+            words = [count]
+            for feature, contribution, text in reasons_of_row:
+                name = strings.get(feature)
+                if name is None:
+                    name = strings[feature] = string_bytes(feature)
+                said = strings.get(text)
+                if said is None:
+                    said = strings[text] = string_bytes(text)
+                parts += (name, _DOUBLE.pack(contribution), said)
+                words.append(said)
+        except (TypeError, ValueError, struct.error) as exc:
+            raise EncodeError(f"reasons of row {index} do not fit: {exc}") from exc
+        parts.append(_EMPTY_ARRAY)
+        words.append(_EMPTY_ARRAY)
+        codes[index] = b"".join(parts)
+        texts[index] = b"".join(words)
+    return EncodedReasons(codes, texts, size)
 
 
 def warm_up() -> None:

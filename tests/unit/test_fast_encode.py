@@ -19,6 +19,7 @@ from pipeline.serde.fast_encode import (
     encode_decisions,
     encode_labels,
     encode_outcomes,
+    encode_reasons,
     encode_transactions,
     schema_id_for,
 )
@@ -203,6 +204,22 @@ def test_alert_codes_out_of_range_are_refused() -> None:
         encode_alerts(**{**batch, "severity": np.array([0]), "action": np.array([3])})
     with pytest.raises(EncodeError, match="severity must be"):
         encode_alerts(**{**batch, "severity": np.array([0.5])})
+
+
+def test_reasons_encoded_once_are_checked_and_rekeyed_for_alerts() -> None:
+    reasons = {0: [("a", 0.5, "first")], 2: [("b", 0.25, "é"), ("a", 0.125, "first")], 3: []}
+    encoded = encode_reasons(reasons, 4)
+    assert sorted(encoded.codes) == sorted(encoded.texts) == [0, 2]  # no reasons, no entry
+    assert encoded.texts[2] == b"\x04" + b"\x04\xc3\xa9" + b"\x0afirst" + b"\x00"
+    taken = encoded.take([3, 2])  # alerts of rows 3 and 2, in that order
+    assert taken.size == 2 and taken.codes == {1: encoded.codes[2]}
+    assert encode_reasons(encoded, 4) is encoded
+    with pytest.raises(EncodeError, match="encoded for 4 rows, the batch has 3"):
+        encode_reasons(encoded, 3)
+    with pytest.raises(EncodeError, match="outside the batch of 2"):
+        encode_reasons(reasons, 2)
+    with pytest.raises(EncodeError, match="reasons of row 0 do not fit"):
+        encode_reasons({0: [("a", "not a number", "t")]}, 1)
 
 
 @FAST

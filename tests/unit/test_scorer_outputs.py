@@ -1,4 +1,4 @@
-"""The scorer's output records: the vectorized Alert path equals the record path."""
+"""The scorer's output records: the vectorized Decision and Alert paths equal the record path."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ from pipeline.scorer.outputs import (
     PACKED_ALERTS_FROM,
     BatchRows,
     alert_records,
+    decision_records,
     encode_alerts,
+    encode_decisions,
+    encode_reasons,
     severity,
     severity_codes,
 )
@@ -21,6 +24,7 @@ from pipeline.serde import Serde, fast_encode
 from pipeline.serde.fast_encode import SEVERITY_SYMBOLS
 
 ALERTS = Serde.local().codec("Alert")
+DECISIONS = Serde.local().codec("Decision")
 
 
 def test_severity_codes_follow_severity_row_by_row() -> None:
@@ -58,6 +62,17 @@ def test_alert_payloads_equal_fastavro_of_the_alert_records() -> None:
     expected = ALERTS.encode_batch(record for _, record in alert_records(rows, scored, model, 123))
     assert len(flagged) >= PACKED_ALERTS_FROM  # the packed path
     assert encode_alerts(ALERTS, rows, scored, model, 123) == expected
+    # The reasons encoded once serve the Decisions and the Alerts alike.
+    shared = encode_reasons(scored)
+    assert len(shared.codes) == sum(1 for r in reasons.values() if r)
+    assert encode_alerts(ALERTS, rows, scored, model, 123, reasons=shared) == expected
+    features = rng.random((n, len(FEATURE_NAMES))).astype(np.float32)
+    decisions = DECISIONS.encode_batch(decision_records(rows, features, scored, model, 123, 4.5))
+    assert encode_decisions(DECISIONS, rows, features, scored, model, 123, 4.5) == decisions
+    assert (
+        encode_decisions(DECISIONS, rows, features, scored, model, 123, 4.5, reasons=shared)
+        == decisions
+    )
 
 
 def test_a_few_alerts_take_the_record_path_with_the_same_bytes() -> None:
