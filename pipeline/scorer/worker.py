@@ -134,6 +134,26 @@ def owned_records(
     return kept, partitions[mine], offsets[mine]
 
 
+def seek_consumed(consumer: Consumer, committed: list[TopicPartition]) -> list[int]:
+    """Seek back to its committed offset each partition read from since it was
+    assigned (or last sought); returns those partitions.
+
+    A partition nothing was read from needs no seek: its fetcher starts, or
+    already started, at the committed offset. Seeking it could also fail: until
+    its fetcher has started (a partition assigned in the consume call just
+    served), librdkafka refuses a seek with "Erroneous state", and that
+    exception would end the worker.
+    """
+    read = {tp.partition for tp in consumer.position(committed) if tp.offset >= 0}
+    sought = []
+    for tp in committed:
+        if tp.partition in read:
+            target = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            consumer.seek(TopicPartition(tp.topic, tp.partition, target))
+            sought.append(tp.partition)
+    return sought
+
+
 class ScorerWorker:
     """A member of the scorer consumer group."""
 
@@ -883,7 +903,7 @@ class ScorerWorker:
         raise ScorerError(f"cannot commit the transaction: {exc}") from exc
 
     def _rewind(self, exclude: set[int] | None = None) -> None:
-        """Seek every assigned partition back to its committed offset; restore state."""
+        """Seek the assigned partitions back to their committed offsets; restore state."""
         consumer = self._consumer
         assert consumer is not None
         assigned = [
@@ -892,9 +912,7 @@ class ScorerWorker:
         if not assigned:
             return
         committed = consumer.committed(assigned, timeout=30)
-        for tp in committed:
-            target = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
-            consumer.seek(TopicPartition(tp.topic, tp.partition, target))
+        seek_consumed(consumer, committed)
         self._next_offsets.clear()
         self._uncommitted_batches = 0
         self._restore({tp.partition: tp.offset for tp in committed})
