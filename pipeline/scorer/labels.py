@@ -144,7 +144,11 @@ class LabelJoiner:
         consumer = make_consumer(
             self.settings,
             f"fraud-decisions-reader-{uuid.uuid4().hex[:12]}",
-            **{"isolation.level": "read_committed", "enable.partition.eof": True},
+            **{
+                "isolation.level": "read_committed",
+                "enable.partition.eof": True,
+                "fetch.wait.max.ms": 10,  # the end is signalled this soon (default 500 ms)
+            },
         )
         topic = self.settings.topics.decisions
         loaded, newest = 0, -1
@@ -167,7 +171,7 @@ class LabelJoiner:
             done = False
             while not done and time.monotonic() < deadline:
                 values = []
-                for message in consumer.consume(5000, 0.5):
+                for message in consumer.consume(5000, 0.05):
                     error = message.error()
                     if error is not None:
                         done = done or error.code() == KafkaError._PARTITION_EOF

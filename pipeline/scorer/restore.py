@@ -30,11 +30,17 @@ def restore_state(
             "enable.partition.eof": True,
             "isolation.level": "read_committed",
             "fetch.max.bytes": 52_428_800,
+            # At a partition's end the broker holds a fetch this long before it
+            # answers (and the end is signalled): 500 ms by default.
+            "fetch.wait.max.ms": 10,
         },
     )
     restorers = {partition: StateRestorer() for partition in partitions}
     pending = set(partitions)
     try:
+        # With the partitions' leaders already known, the first offset lookup
+        # goes out at once; assigned before, it waited for a 500 ms retry timer.
+        consumer.list_topics(topic, timeout=10)
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         deadline = time.monotonic() + timeout_s
         while pending:
@@ -43,7 +49,7 @@ def restore_state(
                     f"restoring card state from {topic} partitions {sorted(pending)} "
                     f"took over {timeout_s:.0f}s"
                 )
-            for message in consumer.consume(10_000, 0.5):
+            for message in consumer.consume(10_000, 0.05):
                 error = message.error()
                 partition = message.partition() or 0
                 if error is not None:
