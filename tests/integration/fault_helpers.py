@@ -337,6 +337,14 @@ class CommittedOffsets:
         self._consumer.close()
 
 
+def owner_of_all(workers: Iterable[ScorerProcess], partitions: Iterable[int]) -> bool:
+    """Whether ``workers`` hold every one of ``partitions`` between them (by their logs)."""
+    held: set[int] = set()
+    for worker in workers:
+        held |= worker.owned()
+    return set(partitions) <= held
+
+
 def wait_until(
     condition: Callable[[], bool],
     what: str,

@@ -31,6 +31,7 @@ from fault_helpers import (
     co_partitioned_topics,
     describe_features_mismatch,
     kill_all,
+    owner_of_all,
     reference_decisions,
     rerun_topics,
     scrape,
@@ -45,13 +46,6 @@ PARTITIONS = 6
 REPLAY_SECONDS = 300.0
 IDLE_TIMEOUT_S = 25.0
 """Longer than the 15 s session timeout (see ``test_eos_rebalance.py``)."""
-
-
-def _held(workers: list[ScorerProcess]) -> set[int]:
-    held: set[int] = set()
-    for worker in workers:
-        held |= worker.owned()
-    return held
 
 
 def test_a_worker_joining_and_leaving_again_and_again_loses_and_duplicates_nothing(
@@ -107,7 +101,7 @@ def test_a_worker_joining_and_leaving_again_and_again_loses_and_duplicates_nothi
             departures[how] += 1
             note(f"w3 held {moved}, left by {how}")
             wait_until(
-                lambda moved=moved: set(moved) <= _held([w1, w2]),
+                lambda moved=moved: owner_of_all([w1, w2], moved),
                 "w3's partitions taken over",
                 90,
                 [w1, w2],

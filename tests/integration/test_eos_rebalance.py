@@ -22,6 +22,7 @@ from fault_helpers import (
     co_partitioned_topics,
     describe_features_mismatch,
     kill_all,
+    owner_of_all,
     reference_decisions,
     rerun_topics,
     scrape,
@@ -43,13 +44,6 @@ REPLAY_SECONDS = 50.0
 IDLE_TIMEOUT_S = 25.0
 """Longer than the 15 s session timeout: a departed static member's partitions come
 back to the survivors only when its session expires."""
-
-
-def _owner_of_all(workers: list[ScorerProcess], partitions: list[int]) -> bool:
-    held: set[int] = set()
-    for worker in workers:
-        held |= worker.owned()
-    return set(partitions) <= held
 
 
 def test_two_three_two_workers_and_a_crash_lose_and_duplicate_nothing(
@@ -103,7 +97,7 @@ def test_two_three_two_workers_and_a_crash_lose_and_duplicate_nothing(
         assert decided_by_w3 is not None and decided_by_w3 > 0, w3.tail()
         note(f"w3 stopped by SIGTERM after deciding {decided_by_w3}")
         wait_until(
-            lambda: _owner_of_all([w1, w2], moved), "w3's partitions taken over", 90, [w1, w2]
+            lambda: owner_of_all([w1, w2], moved), "w3's partitions taken over", 90, [w1, w2]
         )
         takeover_s = time.monotonic() - stopped_at
         at_leave = progress.per_partition()
@@ -201,7 +195,7 @@ def test_a_worker_killed_for_good_is_replaced_by_the_survivor_exactly_once(
         w2.kill()
         killed_at = time.monotonic()
         note(f"w2 killed -9 for good holding {orphaned}")
-        wait_until(lambda: _owner_of_all([w1], orphaned), "w1 takes over", 120, [w1])
+        wait_until(lambda: owner_of_all([w1], orphaned), "w1 takes over", 120, [w1])
         takeover_s = time.monotonic() - killed_at
         wait_until(lambda: progress.moved_on(orphaned, at_kill), "orphans progress", 180, [w1])
         resumed_s = time.monotonic() - killed_at
