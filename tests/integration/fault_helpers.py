@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
-from eos_helpers import ROOT, read_committed_decisions
+from eos_helpers import ROOT, assert_same_features, read_committed_decisions
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.kafka import make_admin, make_consumer
@@ -560,6 +561,30 @@ def describe_features_mismatch(expected: dict[str, Any], actual: dict[str, Any])
             ]
             text += f"\n  transaction {tx}: " + "; ".join(copies)
     return text
+
+
+def assert_decided_once_as_reference(
+    settings: Settings,
+    topic_factory: TopicFactory,
+    partitions: int,
+    transaction_ids: npt.ArrayLike,
+) -> None:
+    """The exactly-once verdict: ``settings``' decisions topic holds one committed
+    decision per transaction of ``transaction_ids``, each with the features an
+    uninterrupted reference run (on fresh topics) serves."""
+    expected_ids = np.asarray(transaction_ids)
+    n = len(expected_ids)
+    actual = read_committed_decisions(settings, settings.topics.decisions)
+    reference = settings.model_copy(
+        update={"topics": rerun_topics(topic_factory, settings.topics, partitions)}
+    )
+    expected = reference_decisions(reference, n)
+    ids = actual["transaction_id"]
+    summary = describe_features_mismatch(expected, actual)
+    assert len(ids) == n, summary
+    assert len(np.unique(ids)) == n, summary
+    assert set(ids.tolist()) == set(expected_ids.tolist())
+    assert_same_features(expected, actual)
 
 
 def group_coordinator(settings: Settings, group: str) -> int:

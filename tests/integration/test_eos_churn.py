@@ -21,19 +21,15 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
-from eos_helpers import assert_same_features, read_committed_decisions
 from fault_helpers import (
     BackgroundReplay,
     CommittedOffsets,
     ScorerProcess,
+    assert_decided_once_as_reference,
     co_partitioned_topics,
-    describe_features_mismatch,
     kill_all,
     owner_of_all,
-    reference_decisions,
-    rerun_topics,
     scrape,
     spawn_scorer,
     wait_until,
@@ -122,14 +118,7 @@ def test_a_worker_joining_and_leaving_again_and_again_loses_and_duplicates_nothi
         print("\n".join(["", "churn timeline:", *log]))
 
     assert departures["SIGTERM"] + departures["kill -9"] >= 5, log
-    actual = read_committed_decisions(settings, topics.decisions)
-    expected = reference_decisions(
-        settings.model_copy(update={"topics": rerun_topics(topic_factory, topics, PARTITIONS)}), n
+    assert_decided_once_as_reference(
+        settings, topic_factory, PARTITIONS, frame["transaction_id"].to_numpy()
     )
-    ids = actual["transaction_id"]
-    summary = describe_features_mismatch(expected, actual)
-    assert len(ids) == n, summary
-    assert len(np.unique(ids)) == n, summary
-    assert set(ids.tolist()) == set(frame["transaction_id"].tolist())
-    assert_same_features(expected, actual)
     print(f"churn test: {n} transactions, {time.monotonic() - began:.0f}s in all")

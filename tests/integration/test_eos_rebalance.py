@@ -14,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from eos_helpers import assert_same_features, read_committed_decisions
+from eos_helpers import assert_same_features
 from fault_helpers import (
     BackgroundReplay,
     CommittedOffsets,
     ScorerProcess,
+    assert_decided_once_as_reference,
     co_partitioned_topics,
     describe_features_mismatch,
     kill_all,
@@ -146,17 +147,9 @@ def test_two_three_two_workers_and_a_crash_lose_and_duplicate_nothing(
             events = [(round(at - began, 1), kind, p) for at, kind, p in worker.group_events()]
             print(f"{worker.name}: decided {worker.decided()}, group events {events}")
 
-    actual = read_committed_decisions(settings, topics.decisions)
-    reference_settings = settings.model_copy(
-        update={"topics": rerun_topics(topic_factory, topics, PARTITIONS)}
+    assert_decided_once_as_reference(
+        settings, topic_factory, PARTITIONS, frame["transaction_id"].to_numpy()
     )
-    expected = reference_decisions(reference_settings, n)
-    ids = actual["transaction_id"]
-    summary = describe_features_mismatch(expected, actual)
-    assert len(ids) == n, summary
-    assert len(np.unique(ids)) == n, summary
-    assert set(ids.tolist()) == set(frame["transaction_id"].tolist())
-    assert_same_features(expected, actual)
     print(f"rebalance test: {n} transactions, {time.monotonic() - began:.0f}s in all")
 
 
