@@ -85,7 +85,14 @@ class WindowAccumulator:
 
 
 class WindowStats:
-    """Open windows of one worker, keyed by start time."""
+    """Open windows of one worker, keyed by start time.
+
+    The open windows' sums live in one slab of arrays, a row per window, and a
+    batch is added to all of its windows by one compiled pass: a worker reading
+    a backlog sees dozens of windows in one batch (its partitions are hours
+    apart), where a Python step per window would cost more than the rows.
+    A window leaves the slab as a :class:`WindowAccumulator` when it is emitted.
+    """
 
     def __init__(
         self,
@@ -104,7 +111,38 @@ class WindowStats:
         self._clock = clock
         self._partition_marks: dict[int, int] = {}
         self._heard_at: dict[int, float] = {}  # assignment or last record, processing time
-        self._open: dict[int, WindowAccumulator] = {}
+        self._open: dict[int, int] = {}  # window start -> row of the slab
+        self._free: list[int] = []
+        # The slab: one row per open window.
+        self._counts = np.zeros(0, np.int64)
+        self._actions = np.zeros((0, 3), np.int64)
+        self._histogram = np.zeros((0, bins), np.int64)
+        self._sums = np.zeros((0, n_features))
+        self._squares = np.zeros((0, n_features))
+        self._latency_sum = np.zeros(0)
+        self._latency_max = np.zeros(0)
+        self._dead = np.zeros(0, np.int64)
+        self._grow(16)
+
+    def _slab(self) -> tuple[npt.NDArray[Any], ...]:
+        return (
+            self._counts, self._actions, self._histogram, self._sums, self._squares,
+            self._latency_sum, self._latency_max, self._dead,
+        )  # fmt: skip
+
+    def _grow(self, rows: int) -> None:
+        """Make the slab ``rows`` long, keeping what the open windows hold."""
+        held = len(self._counts)
+        grown = []
+        for array in self._slab():
+            bigger = np.zeros((rows, *array.shape[1:]), array.dtype)
+            bigger[:held] = array
+            grown.append(bigger)
+        (
+            self._counts, self._actions, self._histogram, self._sums, self._squares,
+            self._latency_sum, self._latency_max, self._dead,
+        ) = grown  # fmt: skip
+        self._free.extend(range(rows - 1, held - 1, -1))
 
     @property
     def watermark_ms(self) -> int:
@@ -148,39 +186,23 @@ class WindowStats:
             if newest > marks.get(part, -1):
                 marks[part] = newest
             self._heard_at[part] = now
-        starts = (ts_ms // self.length_ms) * self.length_ms
-        if (starts == starts[0]).all():  # the usual case: one window per batch
-            windows, which = starts[:1], np.zeros(len(starts), np.int64)
-        else:
-            windows, which = np.unique(starts, return_inverse=True)
-        k = len(windows)
-        counts = np.zeros(k, np.int64)
-        action_counts = np.zeros((k, 3), np.int64)
-        histogram = np.zeros((k, self.bins), np.int64)
-        sums = np.zeros((k, features.shape[1]))
-        squares = np.zeros((k, features.shape[1]))
+        starts, which = _windows_of(np.ascontiguousarray(ts_ms, np.int64), self.length_ms)
+        slab_rows = np.fromiter(map(self._row, starts.tolist()), np.int64, len(starts))
         _accumulate(
-            which.astype(np.int64, copy=False),
+            slab_rows[which],
             np.ascontiguousarray(scores, np.float64),
             np.ascontiguousarray(actions, np.int8),
             np.ascontiguousarray(features),
-            counts, action_counts, histogram, sums, squares,
+            float(latency_ms),
+            self._counts, self._actions, self._histogram, self._sums, self._squares,
+            self._latency_sum, self._latency_max,
         )  # fmt: skip
-        for i, start in enumerate(windows.tolist()):
-            window = self._window(start)
-            window.count += int(counts[i])
-            window.actions += action_counts[i]
-            window.histogram += histogram[i]
-            window.feature_sum += sums[i]
-            window.feature_sq += squares[i]
-            window.latency_sum_ms += latency_ms * int(counts[i])
-            window.latency_max_ms = max(window.latency_max_ms, latency_ms)
 
     def dead_letter(self, count: int = 1) -> None:
         """Bad records count in the newest open window (they have no event time)."""
         newest = max(self._partition_marks.values(), default=0)
         start = (newest // self.length_ms) * self.length_ms
-        self._window(start).dead_letters += count
+        self._dead[self._row(start)] += count
 
     def due(self) -> list[WindowAccumulator]:
         """Windows whose end plus grace the watermark has passed, oldest first."""
@@ -189,20 +211,36 @@ class WindowStats:
         # Once per call, not per window: a backlog can hold hundreds open.
         last_start = self.watermark_ms - self.length_ms - self.grace_ms
         ready = [start for start in self._open if start <= last_start]
-        return [self._open.pop(start) for start in sorted(ready)]
+        return [self._take(start) for start in sorted(ready)]
 
     def drain(self) -> list[WindowAccumulator]:
         """Every open window (at shutdown)."""
-        windows = [self._open[start] for start in sorted(self._open)]
-        self._open.clear()
-        return windows
+        return [self._take(start) for start in sorted(self._open)]
 
-    def _window(self, start: int) -> WindowAccumulator:
-        window = self._open.get(start)
-        if window is None:
-            window = self._open[start] = WindowAccumulator(
-                start, self.length_ms, self.n_features, self.bins
-            )
+    def _row(self, start: int) -> int:
+        """The slab row of the window starting at ``start`` (opened empty if new)."""
+        row = self._open.get(start)
+        if row is None:
+            if not self._free:
+                self._grow(2 * len(self._counts))
+            row = self._open[start] = self._free.pop()
+        return row
+
+    def _take(self, start: int) -> WindowAccumulator:
+        """Close a window: its sums leave the slab, whose row is zeroed for reuse."""
+        row = self._open.pop(start)
+        window = WindowAccumulator(start, self.length_ms, self.n_features, self.bins)
+        window.count = int(self._counts[row])
+        window.actions = self._actions[row].copy()
+        window.histogram = self._histogram[row].copy()
+        window.feature_sum = self._sums[row].copy()
+        window.feature_sq = self._squares[row].copy()
+        window.dead_letters = int(self._dead[row])
+        window.latency_sum_ms = float(self._latency_sum[row])
+        window.latency_max_ms = float(self._latency_max[row])
+        for array in self._slab():
+            array[row] = 0
+        self._free.append(row)
         return window
 
 
@@ -252,26 +290,59 @@ def _partition_maxima(  # pragma: no cover - compiled
 
 
 @kernel
+def _windows_of(  # pragma: no cover - compiled
+    ts_ms: npt.NDArray[np.int64], length: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The window starts of a batch (in order of first appearance) and each row's
+    index among them: one pass, trying the previous row's window first."""
+    n = len(ts_ms)
+    starts = np.empty(n, np.int64)
+    which = np.empty(n, np.int64)
+    k = 0
+    last = 0
+    for i in range(n):
+        start = (ts_ms[i] // length) * length
+        if k == 0 or starts[last] != start:
+            last = -1
+            for j in range(k):
+                if starts[j] == start:
+                    last = j
+                    break
+            if last < 0:
+                starts[k] = start
+                last = k
+                k += 1
+        which[i] = last
+    return starts[:k], which
+
+
+@kernel
 def _accumulate(  # pragma: no cover - compiled
-    which: npt.NDArray[np.int64],
+    rows: npt.NDArray[np.int64],
     scores: F64,
     actions: npt.NDArray[np.int8],
     features: npt.NDArray[Any],
+    latency_ms: float,
     counts: npt.NDArray[np.int64],
     action_counts: npt.NDArray[np.int64],
     histogram: npt.NDArray[np.int64],
     sums: F64,
     squares: F64,
+    latency_sum: F64,
+    latency_max: F64,
 ) -> None:
-    """One pass over a batch: per window (``which``), its count, actions, score
-    histogram, and sums and sums of squares of every feature (missing or infinite
-    values count as 0)."""
+    """One pass over a batch: into each row's window (``rows``, a slab row), its
+    count, action, score bin, latency, and the sums and sums of squares of every
+    feature (missing or infinite values count as 0)."""
     bins = histogram.shape[1]
     n_features = features.shape[1]
-    for i in range(len(which)):
-        w = which[i]
+    for i in range(len(rows)):
+        w = rows[i]
         counts[w] += 1
         action_counts[w, actions[i]] += 1
+        latency_sum[w] += latency_ms
+        if latency_ms > latency_max[w]:
+            latency_max[w] = latency_ms
         x = scores[i] * bins
         b = 0
         if x >= bins - 1:

@@ -238,6 +238,39 @@ def test_window_stats_of_a_mixed_batch_equal_a_per_window_reference() -> None:
         np.testing.assert_allclose(window.feature_sq, (clean[mine] ** 2).sum(axis=0), rtol=1e-12)
 
 
+def test_window_stats_hold_many_windows_and_start_reused_ones_empty() -> None:
+    """More windows open than the slab first holds (it grows), emitted ones give
+    their rows back, and a window opened in a reused row starts from zero."""
+    rng = np.random.default_rng(7)
+    stats = WindowStats(length_ms=HOUR_MS, grace_ms=0, n_features=2, bins=4)
+    hours = 40
+    ts = T0 + rng.permutation(np.arange(hours) * HOUR_MS + 17).astype(np.int64)
+    scores = rng.random(hours)
+    actions = rng.integers(0, 3, hours).astype(np.int8)
+    features = rng.normal(size=(hours, 2)).astype(np.float32)
+    stats.add(ts, scores, actions, features, 3.0, np.zeros(hours, np.int64))
+    stats.dead_letter(2)  # into the newest open window
+    stats.add(  # the same hours again, in a later batch with another latency
+        ts, scores, actions, features, 5.0, np.zeros(hours, np.int64)
+    )
+    windows = stats.drain()
+    assert [w.start_ms for w in windows] == [T0 + h * HOUR_MS for h in range(hours)]
+    for window in windows:
+        (row,) = np.flatnonzero(ts // HOUR_MS * HOUR_MS == window.start_ms)
+        assert window.count == 2
+        assert window.actions.tolist() == [2 * int(a == actions[row]) for a in range(3)]
+        np.testing.assert_allclose(window.feature_sum, 2 * features[row].astype(np.float64))
+        assert (window.latency_sum_ms, window.latency_max_ms) == (8.0, 5.0)
+        assert window.dead_letters == (2 if window.start_ms == T0 + (hours - 1) * HOUR_MS else 0)
+    # every row back on the free list and zeroed: a new window starts empty
+    late = np.array([T0 + 3 * HOUR_MS], np.int64)
+    stats.add(late, scores[:1], actions[:1], features[:1], 1.0, np.zeros(1, np.int64))
+    (again,) = stats.drain()
+    assert (again.count, again.dead_letters, again.latency_sum_ms) == (1, 0, 1.0)
+    assert again.histogram.sum() == 1
+    np.testing.assert_allclose(again.feature_sum, features[0].astype(np.float64))
+
+
 def test_window_watermark_is_the_slowest_partitions() -> None:
     stats = WindowStats(length_ms=HOUR_MS, grace_ms=0, n_features=1, bins=2)
     one = np.array([[1.0]], np.float32)
