@@ -28,7 +28,7 @@ from pipeline.features.primitives import CardPrimitives
 from pipeline.features.spec import CARD_HISTORY_MS, CARD_WINDOWS_MS, FEATURES, FeatureSpec
 from pipeline.features.terminal import TerminalPrimitives
 from pipeline.hashindex import Int64Index
-from pipeline.jit import kernel
+from pipeline.jit import kernel, prefetch
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -42,6 +42,8 @@ _MIN_CAPACITY = 8
 _MIN_POOL = 1024
 #: Bytes per pool position: timestamp, amount, two prefix sums, back link.
 _POSITION_BYTES = 40
+#: Rows ahead whose memory _append asks for early.
+_AHEAD = 6
 
 
 class CardStateStore:
@@ -569,7 +571,35 @@ def _append(  # pragma: no cover - compiled
     """
     n_windows = len(searched)
     lower = np.empty(n_windows, np.int64)
-    for i in range(len(slots)):
+    n = len(slots)
+    sums_flat = sums_pool.reshape(-1)
+    for i in range(n):
+        # The rows a few ahead: their card's segment bounds (further ahead), then
+        # the lines of its newest rows and of its oldest kept one, which this
+        # row's work will not wait for.
+        if i + 2 * _AHEAD < n:
+            later = slots[i + 2 * _AHEAD]
+            prefetch(base, later)
+            prefetch(end, later)
+            prefetch(live, later)
+        if i + _AHEAD < n:
+            soon = slots[i + _AHEAD]
+            newest = base[soon] + end[soon] - 1
+            oldest = base[soon] + live[soon]
+            prefetch(ts_pool, newest)
+            prefetch(amount_pool, newest)
+            prefetch(back_pool, newest)
+            prefetch(sums_flat, 2 * newest)
+            prefetch(ts_pool, oldest)
+            prefetch(sums_flat, 2 * oldest - 2)
+            middle = (oldest + newest) >> 1
+            prefetch(ts_pool, middle)
+            week = (middle + newest) >> 1  # about where a week's window starts
+            prefetch(ts_pool, week)
+            prefetch(sums_flat, 2 * week)
+            prefetch(sums_flat, max(2 * newest - 8, 0))
+            prefetch(amount_pool, week)
+            prefetch(back_pool, week)
         s = slots[i]
         b = base[s]
         lo = b + live[s]

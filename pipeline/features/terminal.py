@@ -24,10 +24,15 @@ from pipeline.features.spec import (
     TERMINAL_WINDOWS_MS,
 )
 from pipeline.hashindex import Int64Index
-from pipeline.jit import kernel
+from pipeline.jit import kernel, prefetch
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
+
+#: Queries ahead whose memory the lookup kernel asks for early, and how many of
+#: a terminal's newest rows it asks for.
+_AHEAD = 6
+_AHEAD_ROWS = 48
 
 
 @dataclass(frozen=True)
@@ -155,7 +160,20 @@ def _terminal_windows(  # pragma: no cover - compiled
     query: the end of the rows before the window end, each window's start (searched
     below the previous, shorter window's start), and the last fraud before the end.
     """
-    for i in range(len(rows)):
+    n = len(rows)
+    for i in range(n):
+        # The queries a few ahead: their terminal's bounds (further ahead), then
+        # the lines of its last weeks of rows, where the windows usually end.
+        if i + 2 * _AHEAD < n and rows[i + 2 * _AHEAD] >= 0:
+            prefetch(starts, rows[i + 2 * _AHEAD] + 1)
+        if i + _AHEAD < n and rows[i + _AHEAD] >= 0:
+            soon = rows[i + _AHEAD]
+            first, last = starts[soon], starts[soon + 1] - 1
+            for back in range(0, _AHEAD_ROWS, 8):
+                if last - back < first:
+                    break
+                prefetch(ts, last - back)
+                prefetch(fraud_cum, last - back)
         r = rows[i]
         if r < 0:
             continue
