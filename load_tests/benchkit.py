@@ -7,6 +7,7 @@ because this machine is shared and noisy.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import sys
@@ -231,16 +232,52 @@ def produce_transactions(settings: Settings, topic: str, frame: pd.DataFrame) ->
             }
         )
     )
-    for key, payload in zip(keys, payloads, strict=True):
+    produce_all(producer, topic, payloads, keys)
+    if producer.flush(60):
+        raise RuntimeError("could not produce the benchmark input")
+    return payloads
+
+
+def produce_all(producer: Any, topic: str, payloads: list[bytes], keys: list[Any]) -> None:
+    """Produce every payload with its key; when the local queue is full, serve it and retry."""
+    for payload, key in zip(payloads, keys, strict=True):
         while True:
             try:
                 producer.produce(topic, payload, key)
                 break
             except BufferError:
                 producer.poll(0.05)
-    if producer.flush(60):
-        raise RuntimeError("could not produce the benchmark input")
-    return payloads
+
+
+def ceiling_producer(settings: Settings) -> Any:
+    """A producer with the scorer's output settings, for the I/O ceiling's decisions."""
+    from confluent_kafka import Producer
+
+    from pipeline.scorer import ScorerConfig
+
+    scorer = ScorerConfig()
+    return Producer(
+        settings.librdkafka_config(
+            **{
+                "linger.ms": scorer.linger_ms,
+                "batch.size": 1_000_000,
+                "compression.type": scorer.compression,
+                "partitioner": "murmur2_random",
+                "acks": "all",
+                "enable.idempotence": True,
+                "queue.buffering.max.messages": 500_000,
+            }
+        )
+    )
+
+
+def print_report(report: dict[str, Any], as_json: bool) -> None:
+    """One JSON object, or one aligned ``key: value`` line per entry."""
+    if as_json:
+        print(json.dumps(report))
+    else:
+        for key, value in report.items():
+            print(f"{key:>26}: {value}")
 
 
 def count_messages(settings: Settings, topic: str, expected: int, timeout_s: float = 60.0) -> int:

@@ -64,7 +64,7 @@ def read_back(settings, topic: str, events: int) -> list:
 
 
 def one_pass(settings, messages: list, batch_size: int, sink: str) -> dict:
-    from confluent_kafka import Message, Producer
+    from confluent_kafka import Message
 
     from pipeline.metrics import ScorerMetrics
     from pipeline.scorer import ScorerConfig, ScorerWorker
@@ -83,20 +83,7 @@ def one_pass(settings, messages: list, batch_size: int, sink: str) -> dict:
     worker = ScorerWorker(settings, config, metrics=ScorerMetrics())
     worker.start()
     worker.run(max_events=1, idle_timeout_s=60)  # joined, assigned, state restored
-    scorer = ScorerConfig()
-    producer = Producer(
-        settings.librdkafka_config(
-            **{
-                "linger.ms": scorer.linger_ms,
-                "batch.size": 1_000_000,
-                "compression.type": scorer.compression,
-                "partitioner": "murmur2_random",
-                "acks": "all",
-                "enable.idempotence": True,
-                "queue.buffering.max.messages": 500_000,
-            }
-        )
-    )
+    producer = benchkit.ceiling_producer(settings)
     model = worker.engine.model
     scorer_s = ceiling_s = 0.0
     for start in range(0, len(messages), batch_size):
@@ -114,13 +101,7 @@ def one_pass(settings, messages: list, batch_size: int, sink: str) -> dict:
         keys = list(map(Message.key, kept))
         columns = worker.tx_codec.decode_columns(list(map(Message.value, kept)))
         payloads = benchkit.blank_decisions(worker.decision_codec, columns, model)
-        for payload, key in zip(payloads, keys, strict=True):
-            while True:
-                try:
-                    producer.produce(sink, payload, key)
-                    break
-                except BufferError:
-                    producer.poll(0.05)
+        benchkit.produce_all(producer, sink, payloads, keys)
         producer.poll(0)
         ended = time.thread_time()
         scorer_s += between - began
@@ -176,11 +157,7 @@ def main() -> None:
         "model": version,
         "cores": os.cpu_count(),
     }
-    if args.json:
-        print(json.dumps(report))
-    else:
-        for key, value in report.items():
-            print(f"{key:>26}: {value}")
+    benchkit.print_report(report, args.json)
 
 
 if __name__ == "__main__":

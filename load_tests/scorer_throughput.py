@@ -29,7 +29,7 @@ from benchkit import log
 
 def io_ceiling(settings, source: str, sink: str, events: int, batch_size: int) -> float:
     """Consume, decode, encode a Decision of the same shape, produce, commit: no work."""
-    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka import Consumer, TopicPartition
 
     from pipeline.features import FEATURE_NAMES
     from pipeline.scorer import ScorerConfig
@@ -52,20 +52,7 @@ def io_ceiling(settings, source: str, sink: str, events: int, batch_size: int) -
             }
         )
     )
-    scorer = ScorerConfig()  # the same producer settings as the scorer's outputs
-    producer = Producer(
-        settings.librdkafka_config(
-            **{
-                "linger.ms": scorer.linger_ms,
-                "batch.size": 1_000_000,
-                "compression.type": scorer.compression,
-                "partitioner": "murmur2_random",
-                "acks": "all",
-                "enable.idempotence": True,
-                "queue.buffering.max.messages": 500_000,
-            }
-        )
-    )
+    producer = benchkit.ceiling_producer(settings)  # the scorer's output settings
     consumer.subscribe([source])
     done, first, last_commit = 0, 0.0, time.monotonic()
     offsets: dict[int, int] = {}
@@ -78,13 +65,8 @@ def io_ceiling(settings, source: str, sink: str, events: int, batch_size: int) -
         kept = [m for m in messages if m.error() is None]
         cols = tx_codec.decode_columns([m.value() for m in kept])
         payloads = benchkit.blank_decisions(decision_codec, cols, model)
-        for i, payload in zip(cols.indices.tolist(), payloads, strict=True):
-            while True:
-                try:
-                    producer.produce(sink, payload, kept[i].key())
-                    break
-                except BufferError:
-                    producer.poll(0.05)
+        keys = [kept[i].key() for i in cols.indices.tolist()]
+        benchkit.produce_all(producer, sink, payloads, keys)
         producer.poll(0)
         for m in kept:
             offsets[m.partition()] = m.offset() + 1
@@ -335,11 +317,7 @@ def main() -> None:
         report["exactly_once_ratio"] = round(
             results["exactly-once"]["events_per_s"] / results["at-least-once"]["events_per_s"], 3
         )
-    if args.json:
-        print(json.dumps(report))
-    else:
-        for key, value in report.items():
-            print(f"{key:>26}: {value}")
+    benchkit.print_report(report, args.json)
 
 
 if __name__ == "__main__":

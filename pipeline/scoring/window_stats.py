@@ -263,29 +263,32 @@ def warm_up() -> None:
 
 
 @kernel
+def _place(  # pragma: no cover - compiled
+    found: npt.NDArray[np.int64], count: int, last: int, key: int
+) -> tuple[int, int]:
+    """The index of ``key`` among ``found[:count]`` (``last`` tried first: rows come
+    in runs of one key), appending it if new; and the new count."""
+    if count and found[last] == key:
+        return last, count
+    for j in range(count):
+        if found[j] == key:
+            return j, count
+    found[count] = key
+    return count, count + 1
+
+
+@kernel
 def _partition_maxima(  # pragma: no cover - compiled
     partition: npt.NDArray[np.int64], values: npt.NDArray[np.int64]
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     keys = np.empty(len(partition), np.int64)
     best = np.empty(len(partition), np.int64)
-    k = 0
-    last = 0  # rows come in runs of one partition: try the previous one first
+    k = last = 0
     for i in range(len(partition)):
-        p = partition[i]
-        if k == 0 or keys[last] != p:
-            last = -1
-            for j in range(k):
-                if keys[j] == p:
-                    last = j
-                    break
-            if last < 0:
-                keys[k] = p
-                best[k] = values[i]
-                last = k
-                k += 1
-                continue
-        if values[i] > best[last]:
+        last, grown = _place(keys, k, last, partition[i])
+        if grown > k or values[i] > best[last]:
             best[last] = values[i]
+        k = grown
     return keys[:k], best[:k]
 
 
@@ -298,20 +301,9 @@ def _windows_of(  # pragma: no cover - compiled
     n = len(ts_ms)
     starts = np.empty(n, np.int64)
     which = np.empty(n, np.int64)
-    k = 0
-    last = 0
+    k = last = 0
     for i in range(n):
-        start = (ts_ms[i] // length) * length
-        if k == 0 or starts[last] != start:
-            last = -1
-            for j in range(k):
-                if starts[j] == start:
-                    last = j
-                    break
-            if last < 0:
-                starts[k] = start
-                last = k
-                k += 1
+        last, k = _place(starts, k, last, (ts_ms[i] // length) * length)
         which[i] = last
     return starts[:k], which
 
