@@ -268,7 +268,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--group", required=True, help="consumer group")
     parser.add_argument("--mode", choices=MODES, default="at-least-once")
     parser.add_argument(
-        "--batch-size", type=int, default=None, help="[default: the scorer's, 2000]"
+        "--batch-size",
+        type=int,
+        default=None,
+        help=f"[default: the scorer's, {ScorerConfig.batch_size}]",
     )
     parser.add_argument(
         "--commit-interval-ms",

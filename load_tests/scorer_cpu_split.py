@@ -32,6 +32,8 @@ import benchkit
 import numpy as np
 from benchkit import log
 
+from pipeline.scorer.config import ScorerConfig
+
 
 def read_back(settings, topic: str, events: int) -> list:
     """The topic's records, partitions interleaved in chunks as a backlog is read."""
@@ -121,7 +123,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--events", type=int, default=300_000)
-    parser.add_argument("--batch-size", type=int, default=2000)
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=ScorerConfig.batch_size,
+        help="[default: the scorer's, %(default)s]",
+    )
     parser.add_argument("--passes", type=int, default=3, help="fresh scorers, one after another")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()

@@ -50,6 +50,8 @@ import benchkit
 import latency_probe
 from benchkit import log
 
+from pipeline.scorer.config import ScorerConfig
+
 GOALS_P99_MS = {"at-least-once": 50.0, "exactly-once": 100.0}
 GOAL_RATE = 20_000.0
 TRAIN_DAYS = 21
@@ -568,7 +570,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=3.0, help="excluded seconds per rate")
     parser.add_argument("--mode", default=None, choices=sorted(GOALS_P99_MS))
     parser.add_argument("--modes", default=None, help="comma-separated: at-least-once,exactly-once")
-    parser.add_argument("--batch-size", type=int, default=2000, help="scorer --batch-size")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=ScorerConfig.batch_size,
+        help="scorer --batch-size [default: the scorer's, %(default)s]",
+    )
     parser.add_argument(
         "--commit-interval-ms",
         type=int,

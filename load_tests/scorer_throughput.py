@@ -26,6 +26,8 @@ from pathlib import Path
 import benchkit
 from benchkit import log
 
+from pipeline.scorer.config import ScorerConfig
+
 
 def io_ceiling(settings, source: str, sink: str, events: int, batch_size: int) -> float:
     """Consume, decode, encode a Decision of the same shape, produce, commit: no work."""
@@ -209,7 +211,12 @@ def main() -> None:
     parser.add_argument(
         "--faust-events", type=int, default=60_000, help="transactions for the (slow) Faust agent"
     )
-    parser.add_argument("--batch-size", type=int, default=2000)
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=ScorerConfig.batch_size,
+        help="[default: the scorer's, %(default)s]",
+    )
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument(
         "--modes", default="at-least-once", help="comma-separated: at-least-once, exactly-once"

@@ -46,10 +46,11 @@ Examples:
 )
 @click.option(
     "--batch-size",
-    default=2000,
+    default=ScorerConfig.batch_size,
     show_default=True,
     type=click.IntRange(1, 100_000),
-    help="Most records consumed and scored together.",
+    help="Most records consumed and scored together. Only a backlog fills a batch; "
+    "below capacity the loop takes whatever is queued.",
 )
 @click.option(
     "--exactly-once/--at-least-once",
