@@ -22,7 +22,6 @@ the batch, commits and leaves.
 from __future__ import annotations
 
 import argparse
-import gc
 import signal
 import sys
 import time
@@ -46,7 +45,7 @@ from confluent_kafka import (  # noqa: E402
 from pipeline.features import FEATURE_NAMES  # noqa: E402
 from pipeline.kafka.clients import make_producer  # noqa: E402
 from pipeline.scorer import ScorerConfig  # noqa: E402
-from pipeline.scorer.warm import warm_up  # noqa: E402
+from pipeline.scorer.warm import settle_heap, warm_up  # noqa: E402
 from pipeline.scorer.worker import next_batch  # noqa: E402
 from pipeline.scoring import ServingModel  # noqa: E402
 from pipeline.serde import Serde  # noqa: E402
@@ -117,9 +116,7 @@ class Relay:
             self.producer.init_transactions(30)
         self.consumer.subscribe([self.source], on_assign=self._on_assign, on_revoke=self._on_revoke)
         if self.config.tune_gc:  # as the scorer does at start
-            gc.collect()
-            gc.freeze()
-            gc.set_threshold(100_000, 50, 100)
+            settle_heap()
 
     def run(self) -> None:
         consumer, config = self.consumer, self.config

@@ -12,7 +12,6 @@ one Kafka transaction per commit interval.
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import os
@@ -53,7 +52,7 @@ from pipeline.scorer.outputs import (
 )
 from pipeline.scorer.restore import restore_state
 from pipeline.scorer.state import PartitionedCardState
-from pipeline.scorer.warm import warm_up
+from pipeline.scorer.warm import settle_heap, warm_up
 from pipeline.scoring import ScoringEngine, ServingModel
 from pipeline.scoring.window_stats import WindowStats, partition_maxima
 from pipeline.serde import Serde, dlq_headers
@@ -268,12 +267,7 @@ class ScorerWorker:
         )
         self._control.assign([TopicPartition(self.topics.model_control, 0, OFFSET_BEGINNING)])
         if self.config.tune_gc:
-            # What is loaded by now (model, terminal table, modules) lives as long
-            # as the worker: keep it out of the collector's scans. The loop makes
-            # few reference cycles, so young collections can be much rarer.
-            gc.collect()
-            gc.freeze()
-            gc.set_threshold(100_000, 50, 100)
+            settle_heap()  # the model, terminal table and modules live as long as the worker
 
     def stop(self) -> None:
         """Ask the loop to finish its batch, commit and leave (thread/signal safe)."""
