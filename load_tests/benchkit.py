@@ -100,6 +100,31 @@ def _delete_new_topics(bootstrap: str, before: set[str]) -> None:
         log(f"could not delete this run's topics: {exc}")
 
 
+def ceiling_batch(
+    messages: list, tx_codec: Any, decision_codec: Any, model: Any
+) -> tuple[list[bytes], list[Any], Any, Any]:
+    """The I/O ceiling's work on one consumed batch, done as the scorer does it.
+
+    Records are read with the scorer's calls (``map`` over the Message methods,
+    one ``np.fromiter`` per offset column), decoded, and answered with blank
+    Decisions. Returns the payloads with their keys, and the partition and
+    offset of every record kept, for the caller's commit bookkeeping.
+    """
+    from confluent_kafka import Message
+
+    errors = list(map(Message.error, messages))
+    kept = (
+        messages if errors.count(None) == len(messages) else [m for m in messages if not m.error()]
+    )
+    partitions = np.fromiter(map(Message.partition, kept), np.int64, len(kept))
+    offsets = np.fromiter(map(Message.offset, kept), np.int64, len(kept))
+    keys = list(map(Message.key, kept))
+    columns = tx_codec.decode_columns(list(map(Message.value, kept)))
+    if len(columns.indices) != len(kept):
+        keys = [keys[i] for i in columns.indices.tolist()]
+    return blank_decisions(decision_codec, columns, model), keys, partitions, offsets
+
+
 def blank_decisions(
     decision_codec: Any,
     columns: Any,

@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 import benchkit
-import numpy as np
 from benchkit import log
 
 from pipeline.scorer.config import ScorerConfig
@@ -66,7 +65,6 @@ def read_back(settings, topic: str, events: int) -> list:
 
 
 def one_pass(settings, messages: list, batch_size: int, sink: str) -> dict:
-    from confluent_kafka import Message
 
     from pipeline.metrics import ScorerMetrics
     from pipeline.scorer import ScorerConfig, ScorerWorker
@@ -96,13 +94,9 @@ def one_pass(settings, messages: list, batch_size: int, sink: str) -> dict:
         worker._emit_windows(worker._stats.due())
         between = time.thread_time()
         # the I/O ceiling's work on the same batch (load_tests/scorer_throughput.py)
-        errors = list(map(Message.error, batch))
-        kept = batch if errors.count(None) == len(batch) else [m for m in batch if not m.error()]
-        np.fromiter(map(Message.partition, kept), np.int64, len(kept))
-        np.fromiter(map(Message.offset, kept), np.int64, len(kept))
-        keys = list(map(Message.key, kept))
-        columns = worker.tx_codec.decode_columns(list(map(Message.value, kept)))
-        payloads = benchkit.blank_decisions(worker.decision_codec, columns, model)
+        payloads, keys, _, _ = benchkit.ceiling_batch(
+            batch, worker.tx_codec, worker.decision_codec, model
+        )
         benchkit.produce_all(producer, sink, payloads, keys)
         producer.poll(0)
         ended = time.thread_time()

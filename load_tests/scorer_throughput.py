@@ -36,6 +36,7 @@ def io_ceiling(settings, source: str, sink: str, events: int, batch_size: int) -
     from pipeline.features import FEATURE_NAMES
     from pipeline.scorer import ScorerConfig
     from pipeline.scoring import ServingModel
+    from pipeline.scoring.window_stats import partition_maxima
     from pipeline.serde import Serde
 
     serde = Serde.from_settings(settings)
@@ -64,15 +65,15 @@ def io_ceiling(settings, source: str, sink: str, events: int, batch_size: int) -
             continue
         if not first:
             first = time.monotonic()
-        kept = [m for m in messages if m.error() is None]
-        cols = tx_codec.decode_columns([m.value() for m in kept])
-        payloads = benchkit.blank_decisions(decision_codec, cols, model)
-        keys = [kept[i].key() for i in cols.indices.tolist()]
+        payloads, keys, partitions, ends = benchkit.ceiling_batch(
+            messages, tx_codec, decision_codec, model
+        )
         benchkit.produce_all(producer, sink, payloads, keys)
         producer.poll(0)
-        for m in kept:
-            offsets[m.partition()] = m.offset() + 1
-        done += len(kept)
+        seen, last = partition_maxima(partitions, ends)  # as the scorer notes its offsets
+        for partition, offset in zip(seen.tolist(), last.tolist(), strict=True):
+            offsets[partition] = offset + 1
+        done += len(partitions)
         if time.monotonic() - last_commit > 0.1:
             producer.flush(30)
             consumer.commit(
