@@ -57,6 +57,9 @@ def io_ceiling(settings, source: str, sink: str, events: int, batch_size: int) -
     )
     producer = benchkit.ceiling_producer(settings)  # the scorer's output settings
     consumer.subscribe([source])
+    # Offsets are committed once the outputs before them are acknowledged, as
+    # often as an at-least-once scorer commits.
+    interval = ScorerConfig(exactly_once=False).effective_commit_interval_s
     done, first, last_commit = 0, 0.0, time.monotonic()
     offsets: dict[int, int] = {}
     while done < events:
@@ -74,7 +77,7 @@ def io_ceiling(settings, source: str, sink: str, events: int, batch_size: int) -
         for partition, offset in zip(seen.tolist(), last.tolist(), strict=True):
             offsets[partition] = offset + 1
         done += len(partitions)
-        if time.monotonic() - last_commit > 0.1:
+        if time.monotonic() - last_commit > interval:
             producer.flush(30)
             consumer.commit(
                 offsets=[TopicPartition(source, p, o) for p, o in offsets.items()],
