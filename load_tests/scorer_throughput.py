@@ -190,15 +190,22 @@ def faust_run(settings, source: str, sink: str, events: int) -> float:
         str(result),
     ]
     env = dict(os.environ, PYTHONPATH=str(benchkit.ROOT))
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    deadline = time.monotonic() + max(120.0, events / 2000.0)
-    while time.monotonic() < deadline and not result.exists() and process.poll() is None:
-        time.sleep(0.5)
-    if process.poll() is None:
-        process.kill()
-    process.wait()
+    # Faust keeps a data directory under the working directory: a scratch one.
+    with tempfile.TemporaryDirectory(prefix="faust-bench-") as scratch:
+        process = subprocess.Popen(
+            command,
+            env=env,
+            cwd=scratch,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + max(120.0, events / 2000.0)
+        while time.monotonic() < deadline and not result.exists() and process.poll() is None:
+            time.sleep(0.5)
+        if process.poll() is None:
+            process.kill()
+        process.wait()
     if not result.exists():
         tail = (process.stderr.read() if process.stderr else "")[-2000:]
         raise RuntimeError(f"the Faust agent did not finish: {tail}")
