@@ -27,12 +27,13 @@ class ScorerConfig:
     worker_id: str = field(default_factory=default_worker_id)
     batch_size: int = 5000
     """Most records one batch takes. Only a backlog fills it: the loop takes
-    whatever is queued, however few, so at a steady load below capacity batches
-    stay small and latency does not depend on it. Reading a backlog, each batch
-    pays a fixed cost in Python calls (about 2,700 per batch, a third of the
-    scorer's CPU at 2,000 rows), which 5,000 rows spreads over 2.5x the events:
-    at 2,000 the scorer reached 0.59-0.66 of the I/O ceiling, at 5,000 0.74-0.96
-    in alternating runs (`docs/benchmarks.md`)."""
+    whatever is queued, however few, so below capacity batches stay small (about
+    190 records at 20k events/s) and latency does not depend on it. Reading a
+    backlog, each batch pays a fixed cost in Python calls, which 5,000 records
+    spread thinner than 2,000: the scorer's CPU per event fell by about 9%
+    against the I/O ceiling's work on the same batches, and in alternating
+    throughput runs it decided 232-344k events/s against 196-281k
+    (`docs/benchmarks.md`)."""
     linger_ms: float = 2.0
     """How long the producer waits to fill a request (latency against broker load)."""
     compression: str = "none"
