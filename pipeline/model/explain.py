@@ -88,7 +88,11 @@ def top_positive(contrib: npt.NDArray[np.floating], k: int) -> list[list[int]]:
     k = min(k, contrib.shape[1])
     order = np.argsort(-contrib, axis=1, kind="stable")[:, :k]
     picked = np.take_along_axis(contrib, order, axis=1) > 0.0
-    return [row[keep].tolist() for row, keep in zip(order, picked, strict=True)]
+    # As lists first: per-row numpy indexing costs about a microsecond a row.
+    return [
+        [column for column, keep in zip(row, keeps, strict=True) if keep]
+        for row, keeps in zip(order.tolist(), picked.tolist(), strict=True)
+    ]
 
 
 def reason_text(feature: str, value: float) -> str:
