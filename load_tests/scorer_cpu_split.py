@@ -65,9 +65,8 @@ def read_back(settings, topic: str, events: int) -> list:
 
 
 def one_pass(settings, messages: list, batch_size: int, sink: str) -> dict:
-
     from pipeline.metrics import ScorerMetrics
-    from pipeline.scorer import ScorerConfig, ScorerWorker
+    from pipeline.scorer import ScorerWorker
 
     changelog = benchkit.unique("cl")
     benchkit.create_topics(settings, {changelog: 6})

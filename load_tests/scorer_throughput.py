@@ -34,7 +34,6 @@ def io_ceiling(settings, source: str, sink: str, events: int, batch_size: int) -
     from confluent_kafka import Consumer, TopicPartition
 
     from pipeline.features import FEATURE_NAMES
-    from pipeline.scorer import ScorerConfig
     from pipeline.scoring import ServingModel
     from pipeline.scoring.window_stats import partition_maxima
     from pipeline.serde import Serde
@@ -102,7 +101,7 @@ def scorer_run(
     settings = settings.model_copy(
         update={"topics": settings.topics.model_copy(update={"card_state_changelog": changelog})}
     )
-    from pipeline.scorer import ScorerConfig, ScorerWorker
+    from pipeline.scorer import ScorerWorker
 
     worker = ScorerWorker(
         settings,
