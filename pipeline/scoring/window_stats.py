@@ -84,6 +84,13 @@ class WindowAccumulator:
         }
 
 
+#: The arrays of the open windows' slab (one row per window), as WindowStats names them.
+_SLAB = (
+    "_counts", "_actions", "_histogram", "_sums", "_squares",
+    "_latency_sum", "_latency_max", "_dead",
+)  # fmt: skip
+
+
 class WindowStats:
     """Open windows of one worker, keyed by start time.
 
@@ -125,23 +132,16 @@ class WindowStats:
         self._grow(16)
 
     def _slab(self) -> tuple[npt.NDArray[Any], ...]:
-        return (
-            self._counts, self._actions, self._histogram, self._sums, self._squares,
-            self._latency_sum, self._latency_max, self._dead,
-        )  # fmt: skip
+        return tuple(getattr(self, name) for name in _SLAB)
 
     def _grow(self, rows: int) -> None:
         """Make the slab ``rows`` long, keeping what the open windows hold."""
         held = len(self._counts)
-        grown = []
-        for array in self._slab():
+        for name in _SLAB:
+            array = getattr(self, name)
             bigger = np.zeros((rows, *array.shape[1:]), array.dtype)
             bigger[:held] = array
-            grown.append(bigger)
-        (
-            self._counts, self._actions, self._histogram, self._sums, self._squares,
-            self._latency_sum, self._latency_max, self._dead,
-        ) = grown  # fmt: skip
+            setattr(self, name, bigger)
         self._free.extend(range(rows - 1, held - 1, -1))
 
     @property
