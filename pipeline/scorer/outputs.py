@@ -1,4 +1,4 @@
-"""Decision and Alert records for a scored batch."""
+"""Decision and Alert records for a scored batch; window statistics for the monitor."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.policy import ACTIONS, DECLINE
+from pipeline.policy import ACTIONS, APPROVE, DECLINE, REVIEW
 from pipeline.scoring import ScoredBatch, ServingModel
 from pipeline.scoring.outcomes import OutcomeBatch
+from pipeline.scoring.window_stats import WindowAccumulator
 from pipeline.serde import RecordCodec, fast_encode
 
 I64 = npt.NDArray[np.int64]
@@ -260,4 +261,46 @@ def encode_outcomes(codec: RecordCodec, outcomes: OutcomeBatch) -> list[bytes]:
         decided_at=outcomes.decided_at,
         label_timestamp=outcomes.label_timestamp,
         schema_id=_schema_id(codec),
+    )
+
+
+def encode_window_stats(
+    codec: RecordCodec,
+    windows: list[WindowAccumulator],
+    worker_id: str,
+    model: ServingModel,
+    rollout_arm: str = "champion",
+) -> list[bytes]:
+    """Encoded MonitorStats payloads of closed windows, in order: the records of
+    :meth:`WindowAccumulator.record` (same values, same bytes as fastavro), all
+    windows at once; a worker reading a backlog closes dozens per batch."""
+    if not windows:
+        return []
+    actions = np.stack([window.actions for window in windows]).astype(np.int64)
+    count = np.fromiter((window.count for window in windows), np.int64, len(windows))
+    divisor = np.maximum(count, 1)[:, None]  # as record(): an empty window divides by 1
+    mean = np.stack([window.feature_sum for window in windows]) / divisor
+    squares = np.stack([window.feature_sq for window in windows]) / divisor
+    latency = np.fromiter((window.latency_sum_ms for window in windows), np.float64, len(windows))
+    return fast_encode.encode_monitor_stats(
+        worker_id=worker_id,
+        model_name=model.name,
+        model_version=model.version,
+        window_start=np.fromiter((w.start_ms for w in windows), np.int64, len(windows)),
+        window_end=np.fromiter((w.start_ms + w.length_ms for w in windows), np.int64, len(windows)),
+        count=count,
+        approved=actions[:, APPROVE],
+        reviewed=actions[:, REVIEW],
+        declined=actions[:, DECLINE],
+        alerts=actions[:, REVIEW] + actions[:, DECLINE],
+        dead_letters=np.fromiter((w.dead_letters for w in windows), np.int64, len(windows)),
+        score_histogram=np.stack([window.histogram for window in windows]).astype(np.int64),
+        feature_set_version=model.feature_set_version,
+        feature_names=list(model.features),
+        feature_mean=mean,
+        feature_std=np.sqrt(np.maximum(squares - mean * mean, 0.0)),
+        latency_ms_mean=latency / divisor[:, 0],
+        latency_ms_max=np.fromiter((w.latency_max_ms for w in windows), np.float64, len(windows)),
+        schema_id=_schema_id(codec),
+        rollout_arm=rollout_arm,
     )

@@ -49,6 +49,7 @@ from pipeline.scorer.outputs import (
     encode_decisions,
     encode_outcomes,
     encode_reasons,
+    encode_window_stats,
 )
 from pipeline.scorer.restore import restore_state
 from pipeline.scorer.state import PartitionedCardState
@@ -588,17 +589,7 @@ class ScorerWorker:
             return
         self._begin_transaction()
         model = self.engine.model
-        records = [
-            window.record(
-                worker_id=self.config.worker_id,
-                model_name=model.name,
-                model_version=model.version,
-                feature_set_version=model.feature_set_version,
-                feature_names=list(model.features),
-            )
-            for window in windows
-        ]
-        payloads = self.stats_codec.encode_batch(records)
+        payloads = encode_window_stats(self.stats_codec, windows, self.config.worker_id, model)
         self._produce_many(
             self.topics.monitor_stats, [model.name.encode()] * len(payloads), payloads
         )

@@ -45,9 +45,13 @@ class WindowAccumulator:
     latency_max_ms: float = 0.0
 
     def __post_init__(self) -> None:
-        self.histogram = np.zeros(self.bins, np.int64)
-        self.feature_sum = np.zeros(self.n_features)
-        self.feature_sq = np.zeros(self.n_features)
+        # Empty unless given (a window leaving the slab brings its sums along).
+        if len(self.histogram) != self.bins:
+            self.histogram = np.zeros(self.bins, np.int64)
+        if len(self.feature_sum) != self.n_features:
+            self.feature_sum = np.zeros(self.n_features)
+        if len(self.feature_sq) != self.n_features:
+            self.feature_sq = np.zeros(self.n_features)
 
     def record(
         self,
@@ -210,12 +214,11 @@ class WindowStats:
             return []
         # Once per call, not per window: a backlog can hold hundreds open.
         last_start = self.watermark_ms - self.length_ms - self.grace_ms
-        ready = [start for start in self._open if start <= last_start]
-        return [self._take(start) for start in sorted(ready)]
+        return self._take(sorted(start for start in self._open if start <= last_start))
 
     def drain(self) -> list[WindowAccumulator]:
         """Every open window (at shutdown)."""
-        return [self._take(start) for start in sorted(self._open)]
+        return self._take(sorted(self._open))
 
     def _row(self, start: int) -> int:
         """The slab row of the window starting at ``start`` (opened empty if new)."""
@@ -226,22 +229,46 @@ class WindowStats:
             row = self._open[start] = self._free.pop()
         return row
 
-    def _take(self, start: int) -> WindowAccumulator:
-        """Close a window: its sums leave the slab, whose row is zeroed for reuse."""
-        row = self._open.pop(start)
-        window = WindowAccumulator(start, self.length_ms, self.n_features, self.bins)
-        window.count = int(self._counts[row])
-        window.actions = self._actions[row].copy()
-        window.histogram = self._histogram[row].copy()
-        window.feature_sum = self._sums[row].copy()
-        window.feature_sq = self._squares[row].copy()
-        window.dead_letters = int(self._dead[row])
-        window.latency_sum_ms = float(self._latency_sum[row])
-        window.latency_max_ms = float(self._latency_max[row])
+    def _take(self, starts: list[int]) -> list[WindowAccumulator]:
+        """Close windows: their sums leave the slab (one gather per array, however
+        many windows: a backlog closes dozens at once), whose rows are zeroed for reuse."""
+        if not starts:
+            return []
+        rows = [self._open.pop(start) for start in starts]
+        counts, actions, histogram, sums, squares, latency_sum, latency_max, dead = (
+            array[rows] for array in self._slab()
+        )
         for array in self._slab():
-            array[row] = 0
-        self._free.append(row)
-        return window
+            array[rows] = 0
+        self._free.extend(rows)
+        windows = []
+        for k, (start, count, dead_count, latency, slowest) in enumerate(
+            zip(
+                starts,
+                counts.tolist(),
+                dead.tolist(),
+                latency_sum.tolist(),
+                latency_max.tolist(),
+                strict=True,
+            )
+        ):
+            windows.append(
+                WindowAccumulator(
+                    start,
+                    self.length_ms,
+                    self.n_features,
+                    self.bins,
+                    count=count,
+                    actions=actions[k],
+                    histogram=histogram[k],
+                    feature_sum=sums[k],
+                    feature_sq=squares[k],
+                    dead_letters=dead_count,
+                    latency_sum_ms=latency,
+                    latency_max_ms=slowest,
+                )
+            )
+        return windows
 
 
 def partition_maxima(

@@ -39,6 +39,7 @@ LAYOUT_FINGERPRINTS: Final[dict[str, str]] = {
     RecordName.TRANSACTION: "6598a897679d7e1c",
     RecordName.LABEL: "b0174d143d2b5ee6",
     RecordName.OUTCOME: "2d1eaad2f76acd03",
+    RecordName.MONITOR_STATS: "68c8a5d3469cdb1e",
 }
 """Schema fingerprint (catalog :func:`fingerprint`) each encoder here writes."""
 
@@ -492,6 +493,86 @@ def encode_outcomes(
     rows.fixed(flags.astype(np.uint8).reshape(size, 1))
     rows.long(decided_at, "decided_at")
     rows.long(label_timestamp, "label_timestamp")
+    return rows.pack()
+
+
+def encode_monitor_stats(
+    *,
+    worker_id: str,
+    model_name: str,
+    model_version: str,
+    window_start: npt.ArrayLike,
+    window_end: npt.ArrayLike,
+    count: npt.ArrayLike,
+    approved: npt.ArrayLike,
+    reviewed: npt.ArrayLike,
+    declined: npt.ArrayLike,
+    alerts: npt.ArrayLike,
+    dead_letters: npt.ArrayLike,
+    score_histogram: npt.ArrayLike,
+    feature_set_version: str,
+    feature_names: Sequence[str],
+    feature_mean: npt.ArrayLike,
+    feature_std: npt.ArrayLike,
+    latency_ms_mean: npt.ArrayLike,
+    latency_ms_max: npt.ArrayLike,
+    schema_id: int,
+    rollout_arm: str = "champion",
+) -> list[bytes]:
+    """Framed MonitorStats payloads, one per window (row), in order.
+
+    ``score_histogram`` is a ``windows x bins`` matrix of counts;
+    ``feature_mean`` and ``feature_std`` are ``windows x features`` matrices,
+    their columns in ``feature_names`` order. Every window of a call has the
+    same worker, model and features.
+    """
+    size = _column_size("window_start", window_start)
+    histogram = np.asarray(score_histogram)
+    if histogram.ndim != 2 or histogram.shape[0] != size:
+        raise EncodeError(f"score_histogram has shape {histogram.shape}, expected ({size}, bins)")
+    means, stds = np.asarray(feature_mean, np.float64), np.asarray(feature_std, np.float64)
+    wanted = (size, len(feature_names))
+    if means.shape != wanted or stds.shape != wanted:
+        raise EncodeError(
+            f"feature_mean and feature_std have shapes {means.shape} and {stds.shape}, "
+            f"expected {wanted}"
+        )
+    rows = RowPacker(size, frame_header(schema_id))
+    rows.constant(
+        string_bytes(worker_id)
+        + string_bytes(model_name)
+        + string_bytes(model_version)
+        + string_bytes(rollout_arm)
+    )
+    for name, column in (
+        ("window_start", window_start),
+        ("window_end", window_end),
+        ("count", count),
+        ("approved", approved),
+        ("reviewed", reviewed),
+        ("declined", declined),
+        ("alerts", alerts),
+        ("dead_letters", dead_letters),
+    ):
+        rows.long(_sized(column, size, name), name)
+    # An Avro array: a block of its items (count first), then the empty block.
+    bins = histogram.shape[1]
+    if bins:
+        rows.constant(long_bytes(bins))
+        for k in range(bins):
+            rows.long(histogram[:, k], "score_histogram")
+    rows.constant(_EMPTY_ARRAY + string_bytes(feature_set_version))
+    if feature_names:
+        rows.constant(long_bytes(len(feature_names)))
+        rows.constant(b"".join(string_bytes(name) for name in feature_names))
+    rows.constant(_EMPTY_ARRAY)
+    for matrix in (means, stds):
+        if matrix.shape[1]:
+            rows.constant(long_bytes(matrix.shape[1]))
+            rows.doubles(matrix)
+        rows.constant(_EMPTY_ARRAY)
+    rows.double(_sized(latency_ms_mean, size, "latency_ms_mean"))
+    rows.double(_sized(latency_ms_max, size, "latency_ms_max"))
     return rows.pack()
 
 

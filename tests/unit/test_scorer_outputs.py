@@ -1,4 +1,5 @@
-"""The scorer's output records: the vectorized Decision and Alert paths equal the record path."""
+"""The scorer's output records: the vectorized Decision, Alert and window-statistics
+paths equal the record path."""
 
 from __future__ import annotations
 
@@ -14,17 +15,20 @@ from pipeline.scorer.outputs import (
     encode_alerts,
     encode_decisions,
     encode_reasons,
+    encode_window_stats,
     severity,
     severity_codes,
 )
 from pipeline.scoring import ServingModel
 from pipeline.scoring.engine import ScoredBatch
 from pipeline.scoring.reasons import Reason
+from pipeline.scoring.window_stats import WindowStats
 from pipeline.serde import Serde, fast_encode
 from pipeline.serde.fast_encode import SEVERITY_SYMBOLS
 
 ALERTS = Serde.local().codec("Alert")
 DECISIONS = Serde.local().codec("Decision")
+STATS = Serde.local().codec("MonitorStats")
 
 
 def test_severity_codes_follow_severity_row_by_row() -> None:
@@ -102,3 +106,53 @@ def test_a_few_alerts_take_the_record_path_with_the_same_bytes() -> None:
         schema_id=fast_encode.schema_id_for(ALERTS), reasons={0: [("amount", 0.5, "large amount")]},
     )  # fmt: skip
     assert [ALERTS.decode(p)["severity"] for p in payloads] == ["CRITICAL", "MEDIUM"]
+
+
+def test_window_stats_payloads_equal_fastavro_of_the_window_records() -> None:
+    rng = np.random.default_rng(11)
+    hour = 3_600_000
+    stats = WindowStats(length_ms=hour, grace_ms=0, n_features=len(FEATURE_NAMES), bins=20)
+    n = 3000
+    ts = 1_522_540_800_000 + rng.integers(0, 40 * hour, n)  # a backlog: dozens of windows
+    features = rng.normal(50.0, 30.0, (n, len(FEATURE_NAMES))).astype(np.float32)
+    features[rng.random(features.shape) < 0.05] = np.nan
+    stats.add(
+        ts, rng.random(n), rng.integers(0, 3, n).astype(np.int8), features, 3.25,
+        rng.integers(0, 6, n),
+    )  # fmt: skip
+    stats.dead_letter(4)
+    stats._row(1_522_540_800_000 + 45 * hour)  # a window opened by a dead letter only: empty
+    windows = stats.drain()
+    assert len(windows) > 30 and any(w.count == 0 for w in windows)
+    model = ServingModel("fraud", "v3", None, tuple(FEATURE_NAMES), "fs-2")  # type: ignore[arg-type]
+    expected = STATS.encode_batch(
+        w.record(
+            worker_id="scorer-1",
+            model_name="fraud",
+            model_version="v3",
+            feature_set_version="fs-2",
+            feature_names=list(FEATURE_NAMES),
+        )
+        for w in windows
+    )
+    assert encode_window_stats(STATS, windows, "scorer-1", model) == expected
+    assert encode_window_stats(STATS, [], "scorer-1", model) == []
+
+
+def test_monitor_stats_without_features_or_bins_encode_empty_arrays() -> None:
+    record = {
+        "worker_id": "w", "model_name": "fraud", "model_version": "v3",
+        "rollout_arm": "champion", "window_start": 0, "window_end": 60_000, "count": 2,
+        "approved": 1, "reviewed": 0, "declined": 1, "alerts": 1, "dead_letters": 0,
+        "score_histogram": [], "feature_set_version": "", "feature_names": [],
+        "feature_mean": [], "feature_std": [], "latency_ms_mean": 0.5, "latency_ms_max": 1.0,
+    }  # fmt: skip
+    one = np.ones(1, np.int64)
+    assert fast_encode.encode_monitor_stats(
+        worker_id="w", model_name="fraud", model_version="v3", window_start=one * 0,
+        window_end=one * 60_000, count=one * 2, approved=one, reviewed=one * 0, declined=one,
+        alerts=one, dead_letters=one * 0, score_histogram=np.zeros((1, 0), np.int64),
+        feature_set_version="", feature_names=[], feature_mean=np.zeros((1, 0)),
+        feature_std=np.zeros((1, 0)), latency_ms_mean=np.array([0.5]),
+        latency_ms_max=np.array([1.0]), schema_id=fast_encode.schema_id_for(STATS),
+    ) == STATS.encode_batch([record])  # fmt: skip
