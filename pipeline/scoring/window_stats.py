@@ -114,6 +114,10 @@ class WindowStats:
         idle_ms: int = 30_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if length_ms <= 0 or grace_ms < 0 or idle_ms < 0:
+            raise ValueError("window length must be positive, grace and idle times not negative")
+        if bins < 1 or n_features < 0:
+            raise ValueError(f"need at least one score bin ({bins}) and no negative feature count")
         self.length_ms = length_ms
         self.grace_ms = grace_ms
         self.n_features = n_features

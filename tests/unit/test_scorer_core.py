@@ -460,3 +460,17 @@ def test_records_of_partitions_no_longer_owned_are_left_out() -> None:
     assert kept_partitions.tolist() == [0, 0, 2] and kept_offsets.tolist() == [10, 11, 30]
     nothing, _, _ = owned_records(batch, partitions, offsets, set())
     assert nothing == []
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"length_ms": 0, "grace_ms": 0, "n_features": 2},
+        {"length_ms": HOUR_MS, "grace_ms": -1, "n_features": 2},
+        {"length_ms": HOUR_MS, "grace_ms": 0, "n_features": 2, "bins": 0},
+        {"length_ms": HOUR_MS, "grace_ms": 0, "n_features": -1},
+    ],
+)
+def test_window_stats_refuse_shapes_they_cannot_hold(arguments: dict[str, int]) -> None:
+    with pytest.raises(ValueError):
+        WindowStats(**arguments)
