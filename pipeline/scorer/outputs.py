@@ -11,7 +11,7 @@ import numpy.typing as npt
 from pipeline.policy import ACTIONS, APPROVE, DECLINE, REVIEW
 from pipeline.scoring import ScoredBatch, ServingModel
 from pipeline.scoring.outcomes import OutcomeBatch
-from pipeline.scoring.window_stats import WindowAccumulator
+from pipeline.scoring.window_stats import WindowAccumulator, window_moments
 from pipeline.serde import RecordCodec, fast_encode
 
 I64 = npt.NDArray[np.int64]
@@ -276,11 +276,13 @@ def encode_window_stats(
     windows at once; a worker reading a backlog closes dozens per batch."""
     if not windows:
         return []
-    actions = np.stack([window.actions for window in windows]).astype(np.int64)
+    actions = np.stack([window.actions for window in windows]).astype(np.int64, copy=False)
     count = np.fromiter((window.count for window in windows), np.int64, len(windows))
-    divisor = np.maximum(count, 1)[:, None]  # as record(): an empty window divides by 1
-    mean = np.stack([window.feature_sum for window in windows]) / divisor
-    squares = np.stack([window.feature_sq for window in windows]) / divisor
+    mean, std = window_moments(
+        np.stack([window.feature_sum for window in windows]),
+        np.stack([window.feature_sq for window in windows]),
+        count,
+    )
     latency = np.fromiter((window.latency_sum_ms for window in windows), np.float64, len(windows))
     return fast_encode.encode_monitor_stats(
         worker_id=worker_id,
@@ -294,12 +296,12 @@ def encode_window_stats(
         declined=actions[:, DECLINE],
         alerts=actions[:, REVIEW] + actions[:, DECLINE],
         dead_letters=np.fromiter((w.dead_letters for w in windows), np.int64, len(windows)),
-        score_histogram=np.stack([window.histogram for window in windows]).astype(np.int64),
+        score_histogram=np.stack([window.histogram for window in windows]),
         feature_set_version=model.feature_set_version,
         feature_names=list(model.features),
         feature_mean=mean,
-        feature_std=np.sqrt(np.maximum(squares - mean * mean, 0.0)),
-        latency_ms_mean=latency / divisor[:, 0],
+        feature_std=std,
+        latency_ms_mean=latency / np.maximum(count, 1),  # as record()
         latency_ms_max=np.fromiter((w.latency_max_ms for w in windows), np.float64, len(windows)),
         schema_id=_schema_id(codec),
         rollout_arm=rollout_arm,

@@ -63,8 +63,7 @@ class WindowAccumulator:
         feature_names: list[str],
     ) -> dict[str, Any]:
         count = max(self.count, 1)
-        mean = self.feature_sum / count
-        std = np.sqrt(np.maximum(self.feature_sq / count - mean * mean, 0.0))
+        mean, std = window_moments(self.feature_sum, self.feature_sq, self.count)
         return {
             "worker_id": worker_id,
             "model_name": model_name,
@@ -86,6 +85,15 @@ class WindowAccumulator:
             "latency_ms_mean": self.latency_sum_ms / count,
             "latency_ms_max": self.latency_max_ms,
         }
+
+
+def window_moments(sums: F64, squares: F64, count: npt.ArrayLike) -> tuple[F64, F64]:
+    """Per feature, the mean and the population standard deviation from a window's
+    sums and sums of squares (or a row per window, with a count each); an empty
+    window divides by 1."""
+    divisor = np.maximum(np.asarray(count), 1)[..., None]
+    mean = sums / divisor
+    return mean, np.sqrt(np.maximum(squares / divisor - mean * mean, 0.0))
 
 
 #: The arrays of the open windows' slab (one row per window), as WindowStats names them.
