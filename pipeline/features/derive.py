@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -118,32 +119,69 @@ def assemble(
 ) -> F32:
     """The float32 feature matrix, columns in ``features`` order.
 
-    Transaction and card columns come from one compiled pass over the rows
+    Transaction and card columns come from one compiled pass
     (:func:`_card_columns`, the only place their formulas live); terminal
     columns from :func:`terminal_value`. ``terminal=None`` leaves terminal
     columns NaN (e.g. a scorer whose terminal table is not loaded yet); the
     model treats them as missing.
     """
+    windows = _plan(tuple(features)).windows
+    n = len(ts_ms)
+
+    def stacked(per_window: dict[int, npt.NDArray[Any]], dtype: type) -> npt.NDArray[Any]:
+        if not windows:
+            return np.zeros((0, n), dtype)
+        return np.stack([per_window[w] for w in windows]).astype(dtype, copy=False)
+
+    return assemble_windows(
+        ts_ms, amount, windows,
+        stacked(card.count, np.int64), stacked(card.total, np.float64),
+        stacked(card.total_sq, np.float64), stacked(card.max_amount, np.float64),
+        card.gap_ms, terminal, features,
+    )  # fmt: skip
+
+
+def assemble_windows(
+    ts_ms: I64,
+    amount: F64,
+    windows: tuple[int, ...],
+    count: I64,
+    total: F64,
+    total_sq: F64,
+    max_amount: F64,
+    gap_ms: F64,
+    terminal: TerminalPrimitives | None,
+    features: tuple[FeatureSpec, ...] = FEATURES,
+) -> F32:
+    """:func:`assemble` from card primitives already stacked: row ``k`` of ``count``,
+    ``total``, ``total_sq`` and ``max_amount`` (each windows x rows) is window
+    ``windows[k]``, as the online store computes them (no per-window copies)."""
     plan = _plan(tuple(features))
+    window_index, long_index = _window_rows(tuple(features), tuple(windows))
     n = len(ts_ms)
     out = np.empty((n, len(features)), dtype=np.float32)
-    windows = plan.windows
-    if windows:
-        count = np.stack([card.count[w] for w in windows]).astype(np.int64, copy=False)
-        total = np.stack([card.total[w] for w in windows]).astype(np.float64, copy=False)
-        total_sq = np.stack([card.total_sq[w] for w in windows]).astype(np.float64, copy=False)
-        max_amount = np.stack([card.max_amount[w] for w in windows]).astype(np.float64, copy=False)
-    else:
-        count = np.zeros((0, n), np.int64)
-        total = total_sq = max_amount = np.zeros((0, n), np.float64)
     _card_columns(
-        plan.codes, plan.window_index, plan.long_index,
+        plan.codes, window_index, long_index,
         np.ascontiguousarray(ts_ms, np.int64), np.ascontiguousarray(amount, np.float64),
-        count, total, total_sq, max_amount, np.ascontiguousarray(card.gap_ms, np.float64), out,
+        np.ascontiguousarray(count, np.int64), np.ascontiguousarray(total, np.float64),
+        np.ascontiguousarray(total_sq, np.float64), np.ascontiguousarray(max_amount, np.float64),
+        np.ascontiguousarray(gap_ms, np.float64), out,
     )  # fmt: skip
     for column, spec in plan.terminal:
         out[:, column] = np.nan if terminal is None else terminal_value(spec, terminal)
     return out
+
+
+@functools.lru_cache(maxsize=32)
+def _window_rows(features: tuple[FeatureSpec, ...], windows: tuple[int, ...]) -> tuple[I64, int]:
+    """The columns' window references as rows of primitives stacked in ``windows`` order."""
+    plan = _plan(features)
+    missing = sorted(set(plan.windows) - set(windows))
+    if missing:
+        raise FeatureError(f"card primitives lack the windows {missing} (ms) these features use")
+    rows = np.asarray([windows.index(w) for w in plan.windows] or [0], np.int64)
+    long_index = int(rows[plan.long_index]) if plan.long_index >= 0 else -1
+    return rows[plan.window_index], long_index
 
 
 @kernel
@@ -168,49 +206,58 @@ def _card_columns(  # pragma: no cover - compiled
 ) -> None:
     """Transaction and card feature values of every row (float64, stored as float32).
 
+    One column at a time, so each formula is a branch-free loop over the rows.
     Windows count the current transaction where a statistic includes it
     (``count``, ``mean_amount``); the others compare it with the earlier rows.
     """
     nan = np.nan
-    for row in range(len(ts_ms)):
-        a = amount[row]
-        t = ts_ms[row]
-        for column in range(len(codes)):
-            code = codes[column]
-            if code < 0:
-                continue
-            w = window_index[column]
-            if code == _AMOUNT:
-                value = a
-            elif code == _IS_WEEKEND:  # 1970-01-01 was a Thursday; UTC
-                value = 1.0 if ((t // DAY_MS) + 3) % 7 >= 5 else 0.0
-            elif code == _IS_NIGHT:  # hour <= 6
-                value = 1.0 if (t - (t // DAY_MS) * DAY_MS) // HOUR_MS <= 6 else 0.0
-            elif code == _GAP:  # seconds since the previous (NaN for a card's first row)
-                value = gap_ms[row] / 1000.0
-            else:
+    n_rows = len(ts_ms)
+    for column in range(len(codes)):
+        code = codes[column]
+        w = window_index[column]
+        if code < 0:
+            continue
+        if code == _AMOUNT:
+            for row in range(n_rows):
+                out[row, column] = amount[row]
+        elif code == _IS_WEEKEND:  # 1970-01-01 was a Thursday; UTC
+            for row in range(n_rows):
+                out[row, column] = 1.0 if ((ts_ms[row] // DAY_MS) + 3) % 7 >= 5 else 0.0
+        elif code == _IS_NIGHT:  # hour <= 6
+            for row in range(n_rows):
+                t = ts_ms[row]
+                out[row, column] = 1.0 if (t - (t // DAY_MS) * DAY_MS) // HOUR_MS <= 6 else 0.0
+        elif code == _GAP:  # seconds since the previous (NaN for a card's first row)
+            for row in range(n_rows):
+                out[row, column] = gap_ms[row] / 1000.0
+        elif code == _COUNT:  # this transaction included
+            for row in range(n_rows):
+                out[row, column] = float(count[w, row]) + 1.0
+        elif code == _MEAN:  # this transaction included
+            for row in range(n_rows):
+                out[row, column] = (total[w, row] + amount[row]) / (float(count[w, row]) + 1.0)
+        elif code == _TO_MEAN:
+            for row in range(n_rows):
                 n = float(count[w, row])
-                prev_mean = total[w, row] / n if n > 0 else nan
-                if code == _COUNT:  # this transaction included
-                    value = n + 1.0
-                elif code == _MEAN:  # this transaction included
-                    value = (total[w, row] + a) / (n + 1.0)
-                elif code == _TO_MEAN:
-                    value = a / _floored(prev_mean)
-                elif code == _ZSCORE:  # +1 in the root: a smooth one-unit floor
-                    if n > 0:
-                        var = total_sq[w, row] / n - prev_mean * prev_mean
-                        var = var if (var != var or var > 0.0) else 0.0
-                        value = (a - prev_mean) / np.sqrt(var + 1.0)
-                    else:
-                        value = nan
-                elif code == _TO_MAX:  # NaN when the window is empty
-                    value = a / _floored(max_amount[w, row])
-                else:  # _MAX_TO_MEAN: the window's max against the 30-day mean
-                    n_long = float(count[long_index, row])
-                    long_mean = total[long_index, row] / n_long if n_long > 0 else nan
-                    value = max_amount[w, row] / _floored(long_mean)
-            out[row, column] = value
+                out[row, column] = amount[row] / _floored(total[w, row] / n if n > 0 else nan)
+        elif code == _ZSCORE:  # +1 in the root: a smooth one-unit floor
+            for row in range(n_rows):
+                n = float(count[w, row])
+                if n > 0:
+                    mean = total[w, row] / n
+                    var = total_sq[w, row] / n - mean * mean
+                    var = var if (var != var or var > 0.0) else 0.0
+                    out[row, column] = (amount[row] - mean) / np.sqrt(var + 1.0)
+                else:
+                    out[row, column] = nan
+        elif code == _TO_MAX:  # NaN when the window is empty
+            for row in range(n_rows):
+                out[row, column] = amount[row] / _floored(max_amount[w, row])
+        else:  # _MAX_TO_MEAN: the window's max against the 30-day mean
+            for row in range(n_rows):
+                n_long = float(count[long_index, row])
+                long_mean = total[long_index, row] / n_long if n_long > 0 else nan
+                out[row, column] = max_amount[w, row] / _floored(long_mean)
 
 
 def warm_up() -> None:

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.features.derive import assemble
+from pipeline.features.derive import assemble_windows
 from pipeline.features.errors import FeatureError
 from pipeline.features.primitives import CardPrimitives
 from pipeline.features.spec import CARD_HISTORY_MS, CARD_WINDOWS_MS, FEATURES, FeatureSpec
@@ -86,6 +86,7 @@ class CardStateStore:
         if history_ms not in searched:
             searched.append(history_ms)
         self._searched = np.asarray(searched, dtype=np.int64)
+        self._searched_windows = tuple(searched)
         self._retain_row = searched.index(history_ms)
         self._slot = Int64Index()  # card id -> slot
         self._free: list[int] = []
@@ -146,37 +147,12 @@ class CardStateStore:
         int per row) is remembered per card, the last one winning: see
         :meth:`cards_tagged`.
         """
-        card = np.ascontiguousarray(card_id, dtype=np.int64)
-        t = np.ascontiguousarray(ts_ms, dtype=np.int64)
-        a = np.ascontiguousarray(amount, dtype=np.float64)
-        n = len(card)
-        windows = self._windows
-        if n == 0:
-            return CardPrimitives.empty(windows)
-        slots = self._slot.get_many(card)
-        if (slots < 0).any():
-            self._admit(card, slots)
-        if tag is not None:
-            self._tag[slots] = tag
-        incoming = _incoming(slots, self._end, self._cap, self._probe)
-        if len(incoming):
-            self._make_room(incoming[:, 0].copy(), incoming[:, 1].copy())
-
-        searched = self._searched
-        count = np.empty((len(searched), n), np.int64)
-        sums = np.empty((len(searched), n, 2), np.float64)
-        max_amount = np.empty((len(searched), n), np.float64)
-        gap = np.empty(n, np.float64)
-        _append(
-            slots, t, a, searched, self._retain_row,
-            self._base, self._live, self._end, self._ts, self._amount, self._sums, self._back,
-            count, sums, max_amount, gap,
-        )  # fmt: skip
+        count, total, total_sq, max_amount, gap = self._update(card_id, ts_ms, amount, tag)
         return CardPrimitives(
-            count={w: count[i] for i, w in enumerate(windows)},
-            total={w: sums[i, :, 0] for i, w in enumerate(windows)},
-            total_sq={w: sums[i, :, 1] for i, w in enumerate(windows)},
-            max_amount={w: max_amount[i] for i, w in enumerate(windows)},
+            count={w: count[i] for i, w in enumerate(self._windows)},
+            total={w: total[i] for i, w in enumerate(self._windows)},
+            total_sq={w: total_sq[i] for i, w in enumerate(self._windows)},
+            max_amount={w: max_amount[i] for i, w in enumerate(self._windows)},
             gap_ms=gap,
         )
 
@@ -191,10 +167,42 @@ class CardStateStore:
         tag: I64 | None = None,
     ) -> F32:
         """Update with a batch and return its float32 feature matrix."""
-        prims = self.update(card_id, ts_ms, amount, tag)
-        return assemble(
-            np.asarray(ts_ms, np.int64), np.asarray(amount, np.float64), prims, terminal, features
-        )
+        stacked = self._update(card_id, ts_ms, amount, tag)
+        return assemble_windows(
+            np.asarray(ts_ms, np.int64), np.asarray(amount, np.float64),
+            self._searched_windows, *stacked, terminal, features,
+        )  # fmt: skip
+
+    def _update(
+        self, card_id: I64, ts_ms: I64, amount: F64, tag: I64 | None
+    ) -> tuple[I64, F64, F64, F64, F64]:
+        """:meth:`update`'s work: the primitives stacked (searched windows x rows)."""
+        card = np.ascontiguousarray(card_id, dtype=np.int64)
+        t = np.ascontiguousarray(ts_ms, dtype=np.int64)
+        a = np.ascontiguousarray(amount, dtype=np.float64)
+        n = len(card)
+        searched = self._searched
+        count = np.empty((len(searched), n), np.int64)
+        total = np.empty((len(searched), n), np.float64)
+        total_sq = np.empty((len(searched), n), np.float64)
+        max_amount = np.empty((len(searched), n), np.float64)
+        gap = np.empty(n, np.float64)
+        if n == 0:
+            return count, total, total_sq, max_amount, gap
+        slots = self._slot.get_many(card)
+        if (slots < 0).any():
+            self._admit(card, slots)
+        if tag is not None:
+            self._tag[slots] = tag
+        incoming = _incoming(slots, self._end, self._cap, self._probe)
+        if len(incoming):
+            self._make_room(incoming[:, 0].copy(), incoming[:, 1].copy())
+        _append(
+            slots, t, a, searched, self._retain_row,
+            self._base, self._live, self._end, self._ts, self._amount, self._sums, self._back,
+            count, total, total_sq, max_amount, gap,
+        )  # fmt: skip
+        return count, total, total_sq, max_amount, gap
 
     # --- slots and segments ------------------------------------------------------
     def _admit(self, card: I64, slots: I64) -> None:
@@ -557,7 +565,8 @@ def _append(  # pragma: no cover - compiled
     sums_pool: F64,
     back_pool: I64,
     count: I64,
-    sums: F64,
+    total: F64,
+    total_sq: F64,
     max_amount: F64,
     gap: F64,
 ) -> None:
@@ -630,8 +639,8 @@ def _append(  # pragma: no cover - compiled
                     right = mid
             lower[k] = left
             count[k, i] = at - left
-            sums[k, i, 0] = sums_pool[at - 1, 0] - sums_pool[left - 1, 0]
-            sums[k, i, 1] = sums_pool[at - 1, 1] - sums_pool[left - 1, 1]
+            total[k, i] = sums_pool[at - 1, 0] - sums_pool[left - 1, 0]
+            total_sq[k, i] = sums_pool[at - 1, 1] - sums_pool[left - 1, 1]
         # Maxima: walk back along the previous-larger chain from the newest row;
         # the last position still inside a window holds that window's largest.
         for k in range(n_windows):

@@ -1,6 +1,6 @@
 """The compiled feature pass against the same formulas written as numpy expressions.
 
-``assemble`` computes transaction and card columns row by row in one compiled
+``assemble`` computes transaction and card columns in one compiled
 loop. The reference below states each formula over whole columns, the way the
 feature definitions read; both must agree bit for bit (float32, NaN where the
 other has NaN) on any primitives, including empty windows, zero spreads and
@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.features import FEATURES
-from pipeline.features.derive import assemble
+from pipeline.features.derive import assemble, assemble_windows
 from pipeline.features.errors import FeatureError
 from pipeline.features.primitives import CardPrimitives
 from pipeline.features.spec import CARD_WINDOWS_MS, DAY_MS, HOUR_MS, FeatureSpec
@@ -129,6 +129,35 @@ def test_terminal_columns_come_from_the_terminal_primitives() -> None:
     np.testing.assert_array_equal(got[:, 0], np.array([0.0, 0.25, 0.5], np.float32))
     np.testing.assert_array_equal(got[:, 1], np.array([np.nan, 1.0, 2.5], np.float32))
     np.testing.assert_array_equal(got[:, 2], np.array([1.0, 2.0, 3.0], np.float32))
+
+
+def stacked(prims: CardPrimitives, windows: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+    return tuple(
+        np.stack([per_window[w] for w in windows])
+        for per_window in (prims.count, prims.total, prims.total_sq, prims.max_amount)
+    )
+
+
+def test_stacked_primitives_in_any_window_order_give_the_same_matrix() -> None:
+    """The online store hands its windows stacked in its own order, extra rows included."""
+    rng = np.random.default_rng(11)
+    n = 40
+    ts = rng.integers(0, 400 * DAY_MS, n).astype(np.int64)
+    amount = rng.random(n) * 100
+    prims = random_primitives(rng, n)
+    want = assemble(ts, amount, prims, None)
+    windows = tuple(reversed(CARD_WINDOWS_MS))
+    got = assemble_windows(ts, amount, windows, *stacked(prims, windows), prims.gap_ms, None)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_stacked_primitives_without_a_window_in_use_are_refused() -> None:
+    prims = random_primitives(np.random.default_rng(2), 3)
+    windows = (HOUR_MS, DAY_MS)  # the features use 7 and 30 days as well
+    with pytest.raises(FeatureError, match="lack the windows"):
+        assemble_windows(
+            np.zeros(3, np.int64), np.ones(3), windows, *stacked(prims, windows), prims.gap_ms, None
+        )
 
 
 @pytest.mark.parametrize(
