@@ -92,13 +92,18 @@ def test_every_column_matches_the_numpy_formulas(seed: int, n: int) -> None:
         np.testing.assert_array_equal(got[:, column], want, err_msg=spec.name)
 
 
-def test_any_subset_and_order_of_features() -> None:
-    """The columns follow the tuple given, windows outside the default set included."""
-    rng = np.random.default_rng(5)
-    n = 50
+def random_batch(seed: int, n: int) -> tuple[npt.NDArray[np.int64], F64, CardPrimitives]:
+    """Times, amounts and primitives of ``n`` rows."""
+    rng = np.random.default_rng(seed)
     ts = rng.integers(0, 400 * DAY_MS, n).astype(np.int64)
     amount = rng.random(n) * 100
-    prims = random_primitives(rng, n)
+    return ts, amount, random_primitives(rng, n)
+
+
+def test_any_subset_and_order_of_features() -> None:
+    """The columns follow the tuple given, windows outside the default set included."""
+    n = 50
+    ts, amount, prims = random_batch(5, n)
     chosen = (
         FeatureSpec("m7", "card", "max_to_mean", 7 * DAY_MS),
         FeatureSpec("night", "transaction", "is_night"),
@@ -139,15 +144,16 @@ def stacked(prims: CardPrimitives, windows: tuple[int, ...]) -> tuple[np.ndarray
 
 
 def test_stacked_primitives_in_any_window_order_give_the_same_matrix() -> None:
-    """The online store hands its windows stacked in its own order, extra rows included."""
-    rng = np.random.default_rng(11)
-    n = 40
-    ts = rng.integers(0, 400 * DAY_MS, n).astype(np.int64)
-    amount = rng.random(n) * 100
-    prims = random_primitives(rng, n)
+    """The online store hands its windows stacked in its own order, a row no feature
+    reads included."""
+    ts, amount, prims = random_batch(11, 40)
     want = assemble(ts, amount, prims, None)
-    windows = tuple(reversed(CARD_WINDOWS_MS))
-    got = assemble_windows(ts, amount, windows, *stacked(prims, windows), prims.gap_ms, None)
+    unread = 2 * HOUR_MS
+    windows = (unread, *reversed(CARD_WINDOWS_MS))
+    rows = [
+        np.vstack([np.full((1, 40), 7, part.dtype), part]) for part in stacked(prims, windows[1:])
+    ]
+    got = assemble_windows(ts, amount, windows, *rows, prims.gap_ms, None)
     np.testing.assert_array_equal(got, want)
 
 
